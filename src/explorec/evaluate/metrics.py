@@ -1,0 +1,172 @@
+"""Top-K ranking metrics, vectorised over users.
+
+Conventions follow RecBole so that figures are comparable: a user's list is the top-K of a
+full ranking over candidate items (training items excluded); ``recall@k`` divides hits by
+the user's number of relevant items; ``ndcg@k`` and ``map@k`` normalise by
+``min(n_relevant, k)`` ideal positions; per-user values are averaged over users with at least
+one relevant item.
+
+Per-user metrics: precision, recall, f1, ndcg, mrr, map, hit, auc.
+List-level metrics (over all users' top-K lists): itemcoverage, gini, novelty, ild.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+USER_METRICS = ("precision", "recall", "f1", "ndcg", "mrr", "map", "hit")
+RANK_METRICS = ("auc",)  # need the full ranking, not only the top-K
+LIST_METRICS = ("itemcoverage", "gini", "novelty", "ild")
+ALL_METRICS = USER_METRICS + RANK_METRICS + LIST_METRICS
+DEFAULT_METRICS = ALL_METRICS
+
+
+def check_metrics(metrics: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(ALL_METRICS)}")
+    return tuple(metrics)
+
+
+def topk_from_scores(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores per row, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # sort by score desc, then by item index asc for deterministic ties
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def user_metrics(hits: np.ndarray, n_pos: np.ndarray, ks: tuple[int, ...],
+                 metrics: tuple[str, ...] = USER_METRICS) -> dict[str, np.ndarray]:
+    """Per-user metric values from a hit matrix.
+
+    ``hits``: (users, K) booleans, column j true if the item ranked j+1 is relevant.
+    ``n_pos``: (users,) number of relevant items. Returns ``{"name@k": (users,) array}``.
+    """
+    hits = hits.astype(np.float64)
+    n_users, kmax = hits.shape
+    n_pos = n_pos.astype(np.float64)
+    ranks = np.arange(1, kmax + 1, dtype=np.float64)
+    cum_hits = np.cumsum(hits, axis=1)
+    discount = 1.0 / np.log2(ranks + 1)
+    cum_dcg = np.cumsum(hits * discount, axis=1)
+    cum_idcg = np.cumsum(discount)
+    # first hit rank (0 if none) for MRR
+    any_hit = hits.any(axis=1)
+    first = np.where(any_hit, hits.argmax(axis=1) + 1, 0)
+    prec_at = cum_hits / ranks
+    cum_ap = np.cumsum(prec_at * hits, axis=1)
+    safe_pos = np.maximum(n_pos, 1)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        if k > kmax:
+            raise ValueError(f"k={k} exceeds the list length {kmax}")
+        h = cum_hits[:, k - 1]
+        ideal = np.minimum(n_pos, k).astype(np.int64)
+        for m in metrics:
+            if m == "precision":
+                v = h / k
+            elif m == "recall":
+                v = h / safe_pos
+            elif m == "f1":
+                p, r = h / k, h / safe_pos
+                v = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
+            elif m == "ndcg":
+                idcg = np.where(ideal > 0, cum_idcg[np.maximum(ideal, 1) - 1], 1.0)
+                v = cum_dcg[:, k - 1] / idcg
+            elif m == "mrr":
+                v = np.where((first > 0) & (first <= k), 1.0 / np.maximum(first, 1), 0.0)
+            elif m == "map":
+                v = cum_ap[:, k - 1] / np.maximum(ideal, 1)
+            elif m == "hit":
+                v = (h > 0).astype(np.float64)
+            else:
+                raise ValueError(f"not a per-user top-K metric: {m}")
+            out[f"{m}@{k}"] = v
+    return out
+
+
+def auc_from_scores(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Per-user AUC of a full ranking: P(relevant item scored above a candidate non-relevant).
+
+    ``scores``: (users, items) with ``-inf`` for items that are not candidates;
+    ``relevant``: (users, items) booleans. Rows with no relevant or no negative item get NaN.
+    Ties are counted as half.
+    """
+    cand = np.isfinite(scores)
+    rel = relevant & cand
+    n_pos = rel.sum(axis=1).astype(np.float64)
+    n_neg = cand.sum(axis=1) - n_pos
+    # Mann-Whitney U with average ranks for ties, per row.
+    from scipy.stats import rankdata
+
+    masked = np.where(cand, scores, -np.inf).astype(np.float64)
+    ranks = rankdata(masked, axis=1, method="average")  # ascending; -inf rank lowest
+    n_excluded = (~cand).sum(axis=1, keepdims=True)
+    ranks = ranks - n_excluded  # ranks among candidates
+    rank_sum = np.where(rel, ranks, 0.0).sum(axis=1)
+    u = rank_sum - n_pos * (n_pos + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+# ------------------------------------------------------------------ list-level metrics
+def item_coverage(topk: np.ndarray, n_candidates: int) -> float:
+    """Share of candidate items that appear in at least one user's list."""
+    return float(len(np.unique(topk)) / max(1, n_candidates))
+
+
+def gini_index(topk: np.ndarray, n_items: int) -> float:
+    """Gini index of how often each item is recommended (0 = equal exposure, 1 = one item)."""
+    counts = np.sort(np.bincount(topk.ravel(), minlength=n_items)).astype(np.float64)
+    n = len(counts)
+    idx = np.arange(1, n + 1)
+    total = counts.sum()
+    return float(((2 * idx - n - 1) * counts).sum() / (n * total)) if total > 0 else 0.0
+
+
+def novelty(topk: np.ndarray, item_popularity: np.ndarray, n_users: int) -> float:
+    """Mean self-information ``-log2 p(i)`` of recommended items.
+
+    ``p(i)`` is the share of training users who interacted with ``i``, add-one smoothed so
+    that items nobody has seen get a finite value.
+    """
+    p = (item_popularity + 1.0) / (n_users + 1.0)
+    return float((-np.log2(p[topk])).mean())
+
+
+def normalized_item_vectors(train: sp.csr_matrix) -> sp.csr_matrix:
+    """Items as L2-normalised vectors of their training users (for intra-list diversity)."""
+    items = train.T.tocsr().astype(np.float64)
+    norms = np.sqrt(np.asarray(items.multiply(items).sum(axis=1)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.diags(inv) @ items
+
+
+def intra_list_diversity(topk: np.ndarray, item_vectors: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Per-user mean pairwise cosine distance within the list.
+
+    Uses ``sum_{i<j} v_i.v_j = (|sum v|^2 - sum |v|^2) / 2``, so one sparse product per batch
+    gives every user's value without forming the K x K matrices.
+    """
+    n_users, k = topk.shape
+    if k < 2:
+        return np.zeros(n_users)
+    n_items = item_vectors.shape[0]
+    rows = np.repeat(np.arange(n_users), k)
+    ind = sp.csr_matrix((np.ones(n_users * k), (rows, topk.ravel())), shape=(n_users, n_items))
+    summed = ind @ item_vectors
+    if sp.issparse(summed):
+        sq_sum = np.asarray(summed.multiply(summed).sum(axis=1)).ravel()
+    else:
+        sq_sum = (np.asarray(summed) ** 2).sum(axis=1)
+    if sp.issparse(item_vectors):
+        norms_sq = np.asarray(item_vectors.multiply(item_vectors).sum(axis=1)).ravel()
+    else:
+        norms_sq = (np.asarray(item_vectors) ** 2).sum(axis=1)
+    self_sq = norms_sq[topk].sum(axis=1)
+    mean_sim = (sq_sum - self_sq) / (k * (k - 1))
+    return 1.0 - mean_sim

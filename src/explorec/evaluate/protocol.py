@@ -1,0 +1,190 @@
+"""Full-ranking evaluation of a fitted model on one part of a split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from explorec.data.splits import Split
+from explorec.evaluate.metrics import (
+    DEFAULT_METRICS,
+    LIST_METRICS,
+    USER_METRICS,
+    auc_from_scores,
+    check_metrics,
+    gini_index,
+    intra_list_diversity,
+    item_coverage,
+    normalized_item_vectors,
+    novelty,
+    topk_from_scores,
+    user_metrics,
+)
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics plus the per-user values behind them (for significance tests)."""
+
+    metrics: dict[str, float]
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    users: np.ndarray = field(repr=False)
+    seconds: float = 0.0
+
+
+def _part_matrices(split: Split, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray | None]:
+    """(relevant, excluded, candidates) for ``part``.
+
+    Validation excludes training items; test excludes training and validation items.
+    """
+    if part == "valid":
+        return split.valid.matrix(), split.train.matrix(), split.valid_candidates
+    if part == "test":
+        excluded = (split.train.matrix() + split.valid.matrix()).tocsr()
+        excluded.data[:] = 1
+        return split.test.matrix(), excluded, split.test_candidates
+    raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
+
+
+def evaluate_scores(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    relevant: sp.csr_matrix,
+    excluded: sp.csr_matrix,
+    *,
+    train: sp.csr_matrix,
+    ks: tuple[int, ...] = (10, 20),
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    candidates: np.ndarray | None = None,
+    batch_size: int = 1024,
+    item_vectors: sp.csr_matrix | np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Rank all candidate items for every user with a relevant item; compute the metrics.
+
+    ``score_fn(users) -> (len(users), n_items)`` scores. Excluded items and non-candidates get
+    ``-inf``. Work is batched over users; inside a batch everything is array operations.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    metrics = check_metrics(metrics)
+    ks = tuple(sorted(set(ks)))
+    kmax = max(ks)
+    n_users, n_items = relevant.shape
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    cand_mask = None
+    n_candidates = n_items
+    if candidates is not None:
+        cand_mask = np.zeros(n_items, dtype=bool)
+        cand_mask[candidates] = True
+        n_candidates = int(cand_mask.sum())
+    if kmax > n_candidates:
+        raise ValueError(f"k={kmax} exceeds the number of candidate items ({n_candidates})")
+    per_metric_user = [m for m in metrics if m in USER_METRICS]
+    want_auc = "auc" in metrics
+    want_ild = "ild" in metrics
+    if want_ild and item_vectors is None:
+        item_vectors = normalized_item_vectors(train)
+
+    chunks: dict[str, list[np.ndarray]] = {}
+    all_topk = []
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        scores = np.asarray(score_fn(batch), dtype=np.float64)
+        if scores.shape != (len(batch), n_items):
+            raise ValueError(f"score function returned shape {scores.shape}, "
+                             f"expected {(len(batch), n_items)}")
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+        # -inf on excluded items and non-candidates; finite scores are clipped so that
+        # a model's own -inf never collides with the exclusion marker.
+        scores = np.clip(scores, -np.finfo(np.float64).max, np.finfo(np.float64).max)
+        ex = excluded[batch]
+        scores[np.repeat(np.arange(len(batch)), np.diff(ex.indptr)), ex.indices] = -np.inf
+        if cand_mask is not None:
+            scores[:, ~cand_mask] = -np.inf
+        rel = relevant[batch]
+        topk = topk_from_scores(scores, kmax)
+        rel_dense = rel.toarray().astype(bool)
+        if cand_mask is not None:
+            rel_dense &= cand_mask
+        hits = np.take_along_axis(rel_dense, topk, axis=1)
+        n_pos = rel_dense.sum(axis=1)
+        for name, v in user_metrics(hits, n_pos, ks, tuple(per_metric_user)).items():
+            chunks.setdefault(name, []).append(v)
+        if want_auc:
+            chunks.setdefault("auc", []).append(auc_from_scores(scores, rel_dense))
+        if want_ild:
+            for k in ks:
+                chunks.setdefault(f"ild@{k}", []).append(
+                    intra_list_diversity(topk[:, :k], item_vectors))
+        all_topk.append(topk)
+        if progress is not None:
+            progress(len(batch))
+
+    per_user = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    out: dict[str, float] = {name: float(np.nanmean(v)) for name, v in per_user.items()}
+    topk_all = np.concatenate(all_topk) if all_topk else np.zeros((0, kmax), dtype=np.int64)
+    popularity = np.asarray(train.astype(bool).sum(axis=0)).ravel()
+    for k in ks:
+        lists = topk_all[:, :k]
+        if "itemcoverage" in metrics:
+            out[f"itemcoverage@{k}"] = item_coverage(lists, n_candidates)
+        if "gini" in metrics:
+            out[f"gini@{k}"] = gini_index(lists if cand_mask is None else
+                                          _remap(lists, cand_mask), n_candidates)
+        if "novelty" in metrics:
+            out[f"novelty@{k}"] = novelty(lists, popularity, train.shape[0])
+    ordered = _order(out, metrics, ks)
+    return EvalResult(metrics=ordered, per_user=per_user, users=users,
+                      seconds=time.perf_counter() - t0)
+
+
+def _remap(lists: np.ndarray, cand_mask: np.ndarray) -> np.ndarray:
+    """Item ids -> positions among the candidates (so Gini counts over candidates only)."""
+    pos = np.cumsum(cand_mask) - 1
+    return pos[lists]
+
+
+def _order(values: dict[str, float], metrics: tuple[str, ...], ks: tuple[int, ...]
+           ) -> dict[str, float]:
+    out = {}
+    for m in metrics:
+        if m == "auc":
+            if "auc" in values:
+                out["auc"] = values["auc"]
+            continue
+        for k in ks:
+            key = f"{m}@{k}"
+            if key in values:
+                out[key] = values[key]
+    return out
+
+
+def evaluate_model(
+    model: object,
+    split: Split,
+    *,
+    part: str = "test",
+    ks: tuple[int, ...] = (10, 20),
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    batch_size: int = 1024,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Evaluate a fitted :class:`~explorec.models.base.Recommender` on ``part`` of ``split``."""
+    relevant, excluded, candidates = _part_matrices(split, part)
+    return evaluate_scores(
+        model.score,  # type: ignore[attr-defined]
+        relevant, excluded, train=split.train.matrix(), ks=ks, metrics=metrics,
+        candidates=candidates, batch_size=batch_size, progress=progress,
+    )
+
+
+def users_to_evaluate(split: Split, part: str = "test") -> int:
+    relevant, _, _ = _part_matrices(split, part)
+    return int((np.diff(relevant.indptr) > 0).sum())
+
+
+__all__ = ["LIST_METRICS", "EvalResult", "evaluate_model", "evaluate_scores", "users_to_evaluate"]

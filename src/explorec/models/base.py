@@ -1,0 +1,205 @@
+"""The one Recommender protocol and the base class every model builds on."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+from explorec.artifacts import load_artifact, save_artifact
+from explorec.data.interactions import IdMap, Interactions
+from explorec.errors import ArtifactError, ExploRecError
+
+
+class NotFittedError(ExploRecError):
+    """A model used before ``fit``."""
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What every model offers. Users and items are internal ids (dense integers)."""
+
+    name: ClassVar[str]
+
+    def fit(self, train: Interactions, **kwargs: Any) -> Self: ...
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender: ...
+
+
+class BaseRecommender(ABC):
+    """Shared machinery: parameters (scikit-learn style), top-K, artifacts.
+
+    A subclass sets ``name``, implements ``_fit(X)`` and ``_score(users)`` over the binary
+    training matrix ``X`` (users x items), and lists its learned arrays in ``_state_names``.
+    """
+
+    name: ClassVar[str] = "base"
+    _state_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.user_items_: sp.csr_matrix | None = None
+        self.users_: IdMap | None = None
+        self.items_: IdMap | None = None
+        self.fit_seconds_: float = 0.0
+
+    # ------------------------------------------------------------- parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ValueError(f"{self.name} has no parameter {k!r}; "
+                                 f"parameters: {self._param_names()}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------- fitting
+    def fit(self, train: Interactions, **kwargs: Any) -> Self:
+        """Fit on the training interactions (implicit feedback: every row is a positive)."""
+        t0 = time.perf_counter()
+        self.users_, self.items_ = train.users, train.items
+        self.user_items_ = train.matrix()
+        self._fit(self.user_items_, **kwargs)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    @abstractmethod
+    def _fit(self, X: sp.csr_matrix, **kwargs: Any) -> None:
+        """Learn from the binary user x item training matrix."""
+
+    def _check_fitted(self) -> sp.csr_matrix:
+        if self.user_items_ is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() first")
+        return self.user_items_
+
+    @property
+    def n_users(self) -> int:
+        return self._check_fitted().shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self._check_fitted().shape[1]
+
+    # ------------------------------------------------------------- scoring
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores (len(users), n_items), or (len(users), len(items)) for given items."""
+        X = self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if users.size and (users.min() < 0 or users.max() >= X.shape[0]):
+            bad = users[(users < 0) | (users >= X.shape[0])][0]
+            raise ExploRecError(f"user index {bad} out of range [0, {X.shape[0]})")
+        s = self._score(users)
+        return s if items is None else s[:, np.asarray(items, dtype=np.int64)]
+
+    @abstractmethod
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores (len(users), n_items) for valid internal user ids."""
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items and scores per user, best first; training items excluded by default."""
+        from explorec.evaluate.metrics import topk_from_scores
+
+        X = self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        k = min(k, X.shape[1])
+        out_items = np.empty((len(users), k), dtype=np.int64)
+        out_scores = np.empty((len(users), k), dtype=np.float64)
+        for s in range(0, len(users), batch_size):
+            b = users[s:s + batch_size]
+            scores = self.score(b).astype(np.float64)
+            if exclude_seen:
+                seen = X[b]
+                scores[np.repeat(np.arange(len(b)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            top = topk_from_scores(scores, k)
+            out_items[s:s + len(b)] = top
+            out_scores[s:s + len(b)] = np.take_along_axis(scores, top, axis=1)
+        return out_items, out_scores
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Most similar items per item (self excluded), from ``_item_similarity``."""
+        from explorec.evaluate.metrics import topk_from_scores
+
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        sim = np.asarray(self._item_similarity(items), dtype=np.float64)
+        sim[np.arange(len(items)), items] = -np.inf
+        top = topk_from_scores(sim, min(k, sim.shape[1] - 1))
+        return top, np.take_along_axis(sim, top, axis=1)
+
+    def _item_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Default: cosine of item columns of the training matrix."""
+        from explorec.evaluate.metrics import normalized_item_vectors
+
+        V = normalized_item_vectors(self._check_fitted())
+        return (V[items] @ V.T).toarray()
+
+    # ------------------------------------------------------------- artifacts
+    def _state(self) -> dict[str, np.ndarray | sp.spmatrix]:
+        return {n: getattr(self, n) for n in self._state_names}
+
+    def save(self, path: str | Path) -> Path:
+        """Write a safe artifact (JSON manifest + .npy arrays with sha256) to directory ``path``."""
+        X = self._check_fitted()
+        assert self.users_ is not None and self.items_ is not None
+        meta = {"kind": "recommender", "model": self.name, "params": _jsonable(self.get_params()),
+                "fit_seconds": self.fit_seconds_}
+        arrays = {"user_items": X, "user_ids": np.asarray(self.users_.ids, dtype=str),
+                  "item_ids": np.asarray(self.items_.ids, dtype=str), **self._state()}
+        return save_artifact(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BaseRecommender:
+        """Load any saved model; the class is looked up in the registry by the manifest."""
+        from explorec.models.registry import model_class
+
+        manifest, arrays = load_artifact(path)
+        if manifest.get("kind") != "recommender":
+            raise ArtifactError(f"{path} holds a {manifest.get('kind')!r}, not a recommender")
+        klass = model_class(manifest["model"])
+        if cls is not BaseRecommender and not issubclass(klass, cls):
+            raise ArtifactError(f"{path} holds a {manifest['model']!r} model, not {cls.name!r}")
+        model = klass(**manifest.get("params", {}))
+        model.user_items_ = arrays.pop("user_items")  # type: ignore[assignment]
+        model.users_ = IdMap.from_values(arrays.pop("user_ids").astype(object))
+        model.items_ = IdMap.from_values(arrays.pop("item_ids").astype(object))
+        model.fit_seconds_ = float(manifest.get("fit_seconds", 0.0))
+        for name in klass._state_names:
+            if name not in arrays:
+                raise ArtifactError(f"{path}: array {name!r} missing for model {klass.name!r}")
+            setattr(model, name, arrays[name])
+        return model
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
