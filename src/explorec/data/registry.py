@@ -85,13 +85,18 @@ def load_dataset(name: str, *, columns: Mapping[str, str] | None = None, **optio
     """Load an interaction dataset by registry name, or a user's file by path.
 
     Paths: ``.inter`` (RecBole atomic), ``.csv``/``.tsv``/``.parquet`` (with ``columns``
-    mapping roles ``user``, ``item``, ``rating``, ``timestamp`` to the file's names).
+    mapping roles ``user``, ``item``, ``rating``, ``timestamp`` to the file's names), or a
+    GroupLens ``ml-100k.zip`` archive (or its extracted folder).
     """
     if name not in _ENTRIES:
         path = Path(name)
         if path.exists():
             from explorec.data.readers import load_atomic_interactions, load_interactions
 
+            if path.suffix == ".zip" or path.is_dir():
+                from explorec.data.movielens import load_grouplens_100k
+
+                return load_grouplens_100k(path)
             if path.suffix == ".inter":
                 inter = load_atomic_interactions(path)
             else:

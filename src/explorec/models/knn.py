@@ -78,10 +78,6 @@ class ItemKNN(BaseRecommender):
         assert self.user_items_ is not None and self.similarity_ is not None
         return np.asarray((self.user_items_[users] @ self.similarity_).toarray())
 
-    def _item_similarity(self, items: np.ndarray) -> np.ndarray:
-        assert self.similarity_ is not None
-        return self.similarity_.T.tocsr()[items].toarray()
-
 
 def _weight_users(X: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     if weighting == "none":

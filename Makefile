@@ -1,0 +1,46 @@
+# explorec: two commands on a fresh machine.
+#   make quickstart   set up .venv, fetch ML-100K, train + evaluate the baselines, write reports/quickstart/
+#   make test         set up .venv, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: quickstart test lint bench bench-full clean help venv
+
+help:
+	@echo "make quickstart | make test | make lint | make bench | make clean"
+
+# Re-installs only when the dependency declarations change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/explorec data fetch ml-100k
+	$(BIN)/explorec evaluate --dataset ml-100k --split ratio --seed 2020 \
+		--models random,pop,itemknn,userknn,ease --k 10,20 \
+		--json reports/quickstart/leaderboard.json --markdown reports/quickstart/leaderboard.md
+	@echo "Report: reports/quickstart/leaderboard.md and leaderboard.json"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/baselines.py --seeds 2020 --output benchmarks/results
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/baselines.py --seeds 2020,2021,2022 --output benchmarks/results
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .ruff_cache

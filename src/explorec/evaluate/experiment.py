@@ -1,0 +1,93 @@
+"""One evaluation run: fit each model on the train part, score valid and test, collect a report.
+
+The CLI, the quickstart and the benchmarks all call :func:`run_evaluation`; none of them
+re-implements the protocol.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from explorec.data.splits import Split
+from explorec.evaluate.metrics import DEFAULT_METRICS
+from explorec.evaluate.protocol import evaluate_model, users_to_evaluate
+from explorec.models.registry import create_model
+
+
+@contextmanager
+def _null_progress() -> Iterator[Any]:
+    yield None
+
+
+def run_evaluation(
+    split: Split,
+    models: Sequence[str],
+    *,
+    dataset: str,
+    ks: Sequence[int] = (10, 20),
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: Any = None,
+    measure_memory: bool = False,
+) -> dict[str, Any]:
+    """Evaluate registered ``models`` on ``split``; returns the JSON-ready report.
+
+    ``params`` overrides parameters per model name. ``progress`` is an optional
+    ``rich.progress.Progress`` used to show fit and evaluation steps.
+    """
+    from explorec.report import environment
+
+    params = params or {}
+    results = []
+    n_valid = users_to_evaluate(split, "valid")
+    n_test = users_to_evaluate(split, "test")
+    for name in models:
+        model = create_model(name, **params.get(name, {}))
+        task = progress.add_task(f"fit {name}", total=None) if progress else None
+        if measure_memory:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        model.fit(split.train)
+        fit_seconds = time.perf_counter() - t0
+        peak = None
+        if measure_memory:
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        if progress:
+            progress.update(task, total=1, completed=1, description=f"fit {name} "
+                            f"({fit_seconds:.1f}s)")
+        parts = {}
+        t1 = time.perf_counter()
+        for part, n in (("valid", n_valid), ("test", n_test)):
+            if n == 0:
+                parts[part] = {}
+                continue
+            t = progress.add_task(f"{part} {name}", total=n) if progress else None
+            adv = (lambda m, t=t: progress.advance(t, m)) if progress else None
+            parts[part] = evaluate_model(model, split, part=part, ks=tuple(ks),
+                                         metrics=tuple(metrics), progress=adv).metrics
+        eval_seconds = time.perf_counter() - t1
+        entry: dict[str, Any] = {
+            "model": name,
+            "params": model.get_params(),
+            "fit_seconds": round(fit_seconds, 4),
+            "eval_seconds": round(eval_seconds, 4),
+            "metrics": parts["test"],
+            "valid_metrics": parts["valid"],
+        }
+        if peak is not None:
+            entry["fit_peak_mib"] = round(peak, 2)
+        results.append(entry)
+    return {
+        "dataset": dataset,
+        "split": split.name,
+        "seed": split.seed,
+        "split_info": split.describe(),
+        "ks": list(ks),
+        "results": results,
+        "environment": environment(),
+    }
