@@ -326,7 +326,7 @@ def recommend(
     from explorec.models.registry import create_model
 
     try:
-        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        _, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
         params = _parse_params(param).get(model, {})
         m = create_model(model, **params)
         with _progress() as p:

@@ -267,8 +267,8 @@ class Interactions:
     def describe(self) -> dict[str, float | int]:
         n = len(self)
         return {
-            "users": int(len(self.active_users)),
-            "items": int(len(self.active_items)),
+            "users": len(self.active_users),
+            "items": len(self.active_items),
             "interactions": int(n),
             "density": float(n / max(1, len(self.active_users) * len(self.active_items))),
             "has_rating": self.rating is not None,

@@ -37,10 +37,10 @@ class Split:
             "train": len(self.train),
             "valid": len(self.valid),
             "test": len(self.test),
-            "test_users": int(len(self.test.active_users)),
+            "test_users": len(self.test.active_users),
         }
         if self.test_candidates is not None:
-            d["test_candidates"] = int(len(self.test_candidates))
+            d["test_candidates"] = len(self.test_candidates)
         if self.params:
             d.update(self.params)
         return d
@@ -127,8 +127,8 @@ def temporal_split(inter: Interactions, ratios: tuple[float, float, float] = (0.
     """Global split by time: the oldest 80% train, then 10% valid, the newest 10% test."""
     order = _time_order(inter, seed)
     n = len(inter)
-    n_tr = int(round(ratios[0] * n))
-    n_va = int(round(ratios[1] * n))
+    n_tr = round(ratios[0] * n)
+    n_va = round(ratios[1] * n)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     tr, va = rank < n_tr, (rank >= n_tr) & (rank < n_tr + n_va)
@@ -150,8 +150,8 @@ def cold_item_split(inter: Interactions, cold_fraction: float = 0.2, seed: int =
         raise ValueError("need 0 < cold_fraction < 1 and 0 <= valid_fraction < 1 - cold_fraction")
     rng = np.random.default_rng(seed)
     items = rng.permutation(inter.active_items)
-    n_test = int(round(cold_fraction * len(items)))
-    n_valid = int(round(valid_fraction * len(items)))
+    n_test = round(cold_fraction * len(items))
+    n_valid = round(valid_fraction * len(items))
     test_items = np.sort(items[:n_test])
     valid_items = np.sort(items[n_test:n_test + n_valid])
     te = np.isin(inter.item, test_items)

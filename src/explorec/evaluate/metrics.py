@@ -30,11 +30,20 @@ def check_metrics(metrics: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def topk_from_scores(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores per row, best first (ties: lower index first)."""
+    """Indices of the k highest scores per row, best first; ties go to the lower index.
+
+    ``argpartition`` finds the top k in linear time; rows where the k-th score is tied with
+    items outside the partition fall back to a stable sort, so ties are always resolved the
+    same way.
+    """
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part_scores = np.take_along_axis(scores, part, axis=1)
-    # sort by score desc, then by item index asc for deterministic ties
+    kth = part_scores.min(axis=1)
+    tied = (scores >= kth[:, None]).sum(axis=1) > k
+    if tied.any():
+        part[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+        part_scores[tied] = np.take_along_axis(scores[tied], part[tied], axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
@@ -47,7 +56,7 @@ def user_metrics(hits: np.ndarray, n_pos: np.ndarray, ks: tuple[int, ...],
     ``n_pos``: (users,) number of relevant items. Returns ``{"name@k": (users,) array}``.
     """
     hits = hits.astype(np.float64)
-    n_users, kmax = hits.shape
+    kmax = hits.shape[1]
     n_pos = n_pos.astype(np.float64)
     ranks = np.arange(1, kmax + 1, dtype=np.float64)
     cum_hits = np.cumsum(hits, axis=1)
@@ -115,7 +124,10 @@ def auc_from_scores(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ list-level metrics
 def item_coverage(topk: np.ndarray, n_candidates: int) -> float:
-    """Share of candidate items that appear in at least one user's list."""
+    """Share of candidate items that appear in at least one user's list.
+
+    ``topk`` may be a (users, k) matrix or the flat array of recommended items.
+    """
     return float(len(np.unique(topk)) / max(1, n_candidates))
 
 

@@ -73,14 +73,17 @@ def evaluate_scores(
     metrics = check_metrics(metrics)
     ks = tuple(sorted(set(ks)))
     kmax = max(ks)
-    n_users, n_items = relevant.shape
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    n_items = relevant.shape[1]
     cand_mask = None
     n_candidates = n_items
     if candidates is not None:
         cand_mask = np.zeros(n_items, dtype=bool)
         cand_mask[candidates] = True
         n_candidates = int(cand_mask.sum())
+        # Only relevant items that are candidates count; users left with none are not evaluated.
+        relevant = sp.csr_matrix(relevant @ sp.diags(cand_mask.astype(relevant.dtype)))
+        relevant.eliminate_zeros()
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     if kmax > n_candidates:
         raise ValueError(f"k={kmax} exceeds the number of candidate items ({n_candidates})")
     per_metric_user = [m for m in metrics if m in USER_METRICS]
@@ -107,10 +110,10 @@ def evaluate_scores(
             scores[:, ~cand_mask] = -np.inf
         rel = relevant[batch]
         topk = topk_from_scores(scores, kmax)
+        # A user with fewer than k items left gets a short list: -inf entries are not shown.
+        shown = np.isfinite(np.take_along_axis(scores, topk, axis=1))
         rel_dense = rel.toarray().astype(bool)
-        if cand_mask is not None:
-            rel_dense &= cand_mask
-        hits = np.take_along_axis(rel_dense, topk, axis=1)
+        hits = np.take_along_axis(rel_dense, topk, axis=1) & shown
         n_pos = rel_dense.sum(axis=1)
         for name, v in user_metrics(hits, n_pos, ks, tuple(per_metric_user)).items():
             chunks.setdefault(name, []).append(v)
@@ -120,7 +123,7 @@ def evaluate_scores(
             for k in ks:
                 chunks.setdefault(f"ild@{k}", []).append(
                     intra_list_diversity(topk[:, :k], item_vectors))
-        all_topk.append(topk)
+        all_topk.append(np.where(shown, topk, -1))
         if progress is not None:
             progress(len(batch))
 
@@ -130,13 +133,14 @@ def evaluate_scores(
     popularity = np.asarray(train.astype(bool).sum(axis=0)).ravel()
     for k in ks:
         lists = topk_all[:, :k]
+        shown_items = lists[lists >= 0]
         if "itemcoverage" in metrics:
-            out[f"itemcoverage@{k}"] = item_coverage(lists, n_candidates)
+            out[f"itemcoverage@{k}"] = item_coverage(shown_items, n_candidates)
         if "gini" in metrics:
-            out[f"gini@{k}"] = gini_index(lists if cand_mask is None else
-                                          _remap(lists, cand_mask), n_candidates)
+            out[f"gini@{k}"] = gini_index(shown_items if cand_mask is None else
+                                          _remap(shown_items, cand_mask), n_candidates)
         if "novelty" in metrics:
-            out[f"novelty@{k}"] = novelty(lists, popularity, train.shape[0])
+            out[f"novelty@{k}"] = novelty(shown_items, popularity, train.shape[0])
     ordered = _order(out, metrics, ks)
     return EvalResult(metrics=ordered, per_user=per_user, users=users,
                       seconds=time.perf_counter() - t0)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 

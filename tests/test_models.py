@@ -1,0 +1,104 @@
+"""Recommender protocol: fit, score, recommend, similar_items, save/load (safe artifacts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from explorec.data.synthetic import generate
+from explorec.errors import ArtifactError, ChecksumError, UnknownNameError
+from explorec.models import BaseRecommender, Recommender, create_model, model_names
+from explorec.models.base import NotFittedError
+
+NAMES = ["random", "pop", "itemknn", "userknn", "ease"]
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate(n_users=120, n_items=80, n_interactions=2500, seed=7).interactions
+
+
+def test_registry_lists_baselines():
+    assert set(NAMES) <= set(model_names())
+    with pytest.raises(UnknownNameError, match="known"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="ease"):
+        create_model("ease", bogus=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_protocol_and_roundtrip(name, small, tmp_path):
+    model = create_model(name).fit(small)
+    assert isinstance(model, Recommender)
+    users = np.arange(10)
+    scores = model.score(users)
+    assert scores.shape == (10, small.n_items)
+    assert model.score(users, items=np.array([3, 5])).shape == (10, 2)
+    items, vals = model.recommend(users, k=5)
+    assert items.shape == (10, 5)
+    assert np.all(np.diff(vals, axis=1) <= 1e-12)  # best first
+    seen = small.matrix()[users].toarray().astype(bool)
+    assert not np.take_along_axis(seen, items, axis=1).any()  # training items excluded
+    sim, _ = model.similar_items(np.array([0, 1]), k=4)
+    assert sim.shape == (2, 4) and 0 not in sim[0] and 1 not in sim[1]
+
+    path = model.save(tmp_path / name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["model"] == name
+    assert all("sha256" in e or "parts" in e for e in manifest["arrays"].values())
+    assert not list(path.glob("*.pkl"))
+    loaded = BaseRecommender.load(path)
+    assert type(loaded) is type(model)
+    np.testing.assert_allclose(loaded.score(users), scores)
+    assert list(loaded.items_.ids) == list(small.items.ids)
+
+
+def test_corrupt_artifact_is_rejected(small, tmp_path):
+    path = create_model("ease").fit(small).save(tmp_path / "ease")
+    f = path / "weights_.npy"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="weights_"):
+        BaseRecommender.load(path)
+    with pytest.raises(ArtifactError, match="no manifest"):
+        BaseRecommender.load(tmp_path / "missing")
+
+
+def test_not_fitted_and_bad_user(small):
+    with pytest.raises(NotFittedError):
+        create_model("ease").score(np.array([0]))
+    model = create_model("pop").fit(small)
+    with pytest.raises(Exception, match="out of range"):
+        model.score(np.array([10_000]))
+
+
+def test_params_are_sklearn_style():
+    m = create_model("itemknn", k=7)
+    assert m.get_params()["k"] == 7
+    m.set_params(shrink=3.0)
+    assert m.shrink == 3.0
+    with pytest.raises(ValueError, match="no parameter"):
+        m.set_params(zzz=1)
+
+
+def test_random_is_seeded(small):
+    a = create_model("random", seed=1).fit(small).score(np.arange(5))
+    b = create_model("random", seed=1).fit(small).score(np.arange(5))
+    c = create_model("random", seed=2).fit(small).score(np.arange(5))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0 <= a.min() and a.max() < 1
+
+
+def test_ease_matches_closed_form(small):
+    X = small.matrix().toarray().astype(np.float64)
+    reg = 10.0
+    G = X.T @ X + reg * np.eye(X.shape[1])
+    P = np.linalg.inv(G)
+    B = np.eye(X.shape[1]) - P / np.diag(P)
+    np.fill_diagonal(B, 0)
+    model = create_model("ease", reg=reg).fit(small)
+    np.testing.assert_allclose(model.weights_, B, atol=1e-5)
