@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: quickstart test lint bench bench-full clean help venv
+.PHONY: quickstart test lint bench clean help venv
 
 help:
 	@echo "make quickstart | make test | make lint | make bench | make clean"
@@ -37,10 +37,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/baselines.py --seeds 2020 --output benchmarks/results
-
-bench-full: $(STAMP)
 	$(BIN)/python benchmarks/baselines.py --seeds 2020,2021,2022 --output benchmarks/results
+
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .ruff_cache

@@ -212,8 +212,6 @@ def test_grouplens_bad_rating_names_member_column_row(tmp_path):
     assert f"{z}:ml-100k/u.data" in msg and "column 'rating'" in msg and "row 4" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: a non-0/1 genre flag in u.item raises a "
-                   "bare ValueError from pandas (astype(int))")
 def test_grouplens_bad_genre_flag(tmp_path):
     lines = [*U_ITEM_LINES[:-1], U_ITEM_LINES[-1][:-1] + "x"]
     z = make_zip(tmp_path / "ml-100k.zip",
@@ -223,9 +221,6 @@ def test_grouplens_bad_genre_flag(tmp_path):
     assert "u.item" in str(ei.value) and "Western" in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the field-count check in "
-                   "load_grouplens_100k can never fire (names= pads/truncates rows), so a "
-                   "u.item row with a missing genre flag loads silently")
 def test_grouplens_short_u_item_row(tmp_path):
     lines = [U_ITEM_LINES[0][: U_ITEM_LINES[0].rfind("|")], *U_ITEM_LINES[1:]]  # 23 fields
     z = make_zip(tmp_path / "ml-100k.zip",
@@ -359,8 +354,6 @@ def test_obd_missing_column(tmp_path, obd_root):
     assert str(path) in str(ei.value) and "'propensity_score'" in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the other behaviour's log, read only for "
-                   "aligned categories, is read with bare pd.read_csv (ValueError from pandas)")
 def test_obd_malformed_other_log_for_alignment(tmp_path, obd_root):
     for b in ("random", "bts"):
         shutil.copytree(obd_root / b / "all", tmp_path / b / "all")
@@ -371,8 +364,6 @@ def test_obd_malformed_other_log_for_alignment(tmp_path, obd_root):
     assert str(other) in str(ei.value) and "user_feature_3" in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: a non-numeric item_id in item_context.csv "
-                   "raises a bare ValueError from pd.to_numeric")
 def test_obd_bad_item_context(tmp_path, obd_root):
     shutil.copytree(obd_root / "random" / "all", tmp_path / "random" / "all")
     path = tmp_path / "random" / "all" / "item_context.csv"
@@ -546,8 +537,6 @@ def test_export_split_round_trip(tmp_path, ml100k_ratio_split):
     assert (out / "split.json").read_text().count('"seed": 2020') == 1
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: write_atomic escapes '\"' and '\\' "
-                   "(escapechar) but read_atomic does not unescape, so such ids change")
 def test_export_ids_with_quote_and_backslash_round_trip(tmp_path):
     df = pd.DataFrame({"user": ['u"1', "u\\2", "u3"] * 4, "item": [f"i{k}" for k in range(12)],
                        "rating": 1.0, "timestamp": np.arange(12.0)})

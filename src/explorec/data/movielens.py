@@ -84,11 +84,16 @@ def load_grouplens_100k(archive: str | Path) -> Dataset:
         g = files.read("u.genre", sep="|", names=["genre", "idx"]).dropna()
         genre_names = list(g.sort_values("idx", key=lambda s: s.astype(int))["genre"])
     cols = ["item", "raw_title", "release_date", "video_release_date", "url", *genre_names]
+    files.check_fields("u.item", "|", len(cols))
     item = files.read("u.item", sep="|", names=cols)
-    if item.shape[1] != len(cols):
-        raise DataError(f"expected {len(cols)} pipe-separated fields", source=files.name("u.item"))
     parsed = item["raw_title"].fillna("").str.extract(r"^(?P<title>.*?)\s*(?:\((?P<year>\d{4})\))?\s*$")
-    flags = item[genre_names].fillna("0").astype(int).to_numpy().astype(bool)
+    flag_frame = item[genre_names].fillna("0").apply(pd.to_numeric, errors="coerce")
+    bad = ~flag_frame.isin([0, 1])
+    if bad.to_numpy().any():
+        r, c = (int(x[0]) for x in np.nonzero(bad.to_numpy()))
+        raise DataError(f"genre flag must be 0 or 1, got {item[genre_names[c]].iloc[r]!r}",
+                        source=files.name("u.item"), column=genre_names[c], row=r + 1)
+    flags = flag_frame.to_numpy().astype(bool)
     names = np.asarray(genre_names, dtype=object)
     catalog_frame = pd.DataFrame({
         "item": item["item"],
@@ -138,11 +143,20 @@ class _GroupLensFiles:
     def name(self, fname: str) -> str:
         return f"{self.archive}:{self.members[fname]}" if self.zip else self.members[fname]
 
-    def read(self, fname: str, *, sep: str, names: list[str]) -> pd.DataFrame:
+    def raw(self, fname: str) -> bytes:
         if self.zip is not None:
-            raw = self.zip.read(self.members[fname])
-        else:
-            raw = Path(self.members[fname]).read_bytes()
+            return self.zip.read(self.members[fname])
+        return Path(self.members[fname]).read_bytes()
+
+    def check_fields(self, fname: str, sep: str, n_fields: int) -> None:
+        """Every non-empty line must have exactly ``n_fields`` fields."""
+        for i, line in enumerate(self.raw(fname).decode("latin-1").splitlines(), start=1):
+            if line.strip() and line.count(sep) != n_fields - 1:
+                raise DataError(f"expected {n_fields} {sep!r}-separated fields, found "
+                                f"{line.count(sep) + 1}", source=self.name(fname), row=i)
+
+    def read(self, fname: str, *, sep: str, names: list[str]) -> pd.DataFrame:
+        raw = self.raw(fname)
         if not raw.strip():
             raise DataError("empty file", source=self.name(fname))
         try:

@@ -168,7 +168,12 @@ def load_obd(behavior: str = "random", campaign: str = "all", *, root: str | Pat
     item_context = read_table(item_path, sep=",", index_col=0)
     if "item_id" not in item_context.columns:
         raise DataError("missing column", source=item_path, column="item_id")
-    item_context["item_id"] = pd.to_numeric(item_context["item_id"])
+    item_ids = pd.to_numeric(item_context["item_id"], errors="coerce")
+    if item_ids.isna().any():
+        row = int(np.flatnonzero(item_ids.isna().to_numpy())[0]) + 1
+        raise DataError(f"item_id must be an integer, got {item_context['item_id'].iloc[row - 1]!r}",
+                        source=item_path, column="item_id", row=row)
+    item_context["item_id"] = item_ids
     item_context = item_context.sort_values("item_id").reset_index(drop=True)
     n_actions = int(max(action.max() + 1, len(item_context)))
     return BanditFeedback(
@@ -194,8 +199,12 @@ def _categories(root: Path, campaign: str, logs: list[str], first: pd.DataFrame
                 ) -> dict[str, list[str]]:
     frames = [first]
     for b in logs[1:]:
-        frames.append(pd.read_csv(_log_path(root, b, campaign), usecols=list(USER_FEATURES),
-                                  dtype=str))
+        path = _log_path(root, b, campaign)
+        other = read_table(path, sep=",", index_col=0)
+        missing = [c for c in USER_FEATURES if c not in other.columns]
+        if missing:
+            raise DataError("missing column", source=path, column=missing[0])
+        frames.append(other[list(USER_FEATURES)])
     allf = pd.concat(frames, ignore_index=True)
     return {c: sorted(allf[c].dropna().unique()) for c in USER_FEATURES}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,8 +33,15 @@ def read_table(path: str | Path, *, sep: str | None = None, **kwargs: object) ->
             if sep is None:
                 sep = "\t" if suffix in (".tsv", ".inter", ".item", ".user", ".kg", ".link") else (
                     _sniff(path))
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
-                             na_values=[""], **kwargs)  # type: ignore[arg-type]
+            kwargs.setdefault("index_col", False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                                 na_values=[""], **kwargs)  # type: ignore[arg-type]
+    except pd.errors.ParserWarning as e:
+        row = _first_long_row(path, sep or ",")
+        raise DataError(f"more fields than the header has names ({e})", source=path,
+                        row=row) from e
     except DataError:
         raise
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
@@ -42,6 +50,17 @@ def read_table(path: str | Path, *, sep: str | None = None, **kwargs: object) ->
         raise DataError("no data rows (header only)", source=path)
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _first_long_row(path: Path, sep: str) -> int | None:
+    """1-based data row of the first line with more fields than the header (error path only)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        rows = csv.reader(f, delimiter=sep)
+        width = len(next(rows, []))
+        for i, r in enumerate(rows, start=1):
+            if len(r) > width:
+                return i
+    return None
 
 
 def _sniff(path: Path) -> str:
@@ -100,7 +119,7 @@ def read_atomic(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     columns become lists of strings; ``float`` columns are parsed as numbers.
     """
     path = Path(path)
-    df = read_table(path, sep="\t", quoting=csv.QUOTE_NONE)
+    df = read_table(path, sep="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
     types: dict[str, str] = {}
     names = []
     for col in df.columns:

@@ -15,7 +15,7 @@ _MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
     "pop": ("explorec.models.baselines:PopularityRecommender", {}, "most popular items"),
     # itemknn defaults: chosen on validation NDCG@10 by benchmarks/knn_grid.py (seed 2020)
     "itemknn": ("explorec.models.knn:ItemKNN",
-                {"k": 100, "shrink": 0.0, "alpha": 0.7, "user_weighting": "iuf"},
+                {"k": 50, "shrink": 0.0, "alpha": 0.7, "user_weighting": "iuf"},
                 "item-based kNN, asymmetric cosine with shrinkage"),
     "userknn": ("explorec.models.knn:UserKNN", {"k": 100, "shrink": 0.0},
                 "user-based kNN, cosine with shrinkage"),
