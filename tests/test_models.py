@@ -102,3 +102,22 @@ def test_ease_matches_closed_form(small):
     np.fill_diagonal(B, 0)
     model = create_model("ease", reg=reg).fit(small)
     np.testing.assert_allclose(model.weights_, B, atol=1e-5)
+
+
+def test_classic_models_do_not_import_torch():
+    """`import explorec` and the classic models work without torch (it is the `deep` extra)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import explorec, explorec.data, explorec.evaluate, explorec.cli.main\n"
+        "from explorec.data.synthetic import generate\n"
+        "from explorec.models import create_model, model_names\n"
+        "inter = generate(n_users=30, n_items=20, n_interactions=200).interactions\n"
+        "for n in ['random', 'pop', 'itemknn', 'userknn', 'ease']:\n"
+        "    create_model(n).fit(inter).recommend([0], k=3)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
