@@ -37,7 +37,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,bench]'
 	$(BIN)/python benchmarks/baselines.py --seeds 2020,2021,2022 --output benchmarks/results
+	$(BIN)/python benchmarks/cold_start.py --seeds 2020,2021,2022 --output benchmarks/results
+	$(BIN)/python benchmarks/encoders.py --output benchmarks/results
+	$(BIN)/python benchmarks/training_overhead.py --steps 300 --output benchmarks/results
 
 
 clean:

@@ -233,6 +233,48 @@ def split_export(
         out.print(str(f))
 
 
+# ------------------------------------------------------------------ embed
+@app.command("embed")
+def embed(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")],
+    dataset: DatasetOpt = "ml-100k",
+    encoder: Annotated[str, typer.Option(
+        "--encoder", help="minilm (all-MiniLM-L6-v2), tfidf, or a sentence-transformers path."
+    )] = "minilm",
+    template: Annotated[str | None, typer.Option(
+        "--template", help="Item text template over catalog fields, e.g. '{title} ({year})'."
+    )] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the embedding cache.")
+                        ] = False,
+) -> None:
+    """Encode every item's text and write the vectors with the encoder's model id."""
+    import numpy as np
+
+    from explorec.artifacts import save_artifact
+    from explorec.data import load_dataset
+    from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
+    from explorec.encoders import get_encoder
+    from explorec.encoders.items import encode_items, item_texts
+
+    try:
+        ds = load_dataset(dataset)
+        tmpl = template or DEFAULT_ITEM_TEMPLATE
+        items = ds.interactions.items
+        texts = item_texts(items, ds.catalog, tmpl)
+        enc = get_encoder(encoder)
+        with _progress() as p:
+            t = p.add_task(f"encode {len(texts)} items with {encoder}", total=len(texts))
+            vecs = encode_items(items, ds.catalog, enc, template=tmpl, cache=not no_cache,
+                                progress=lambda n: p.advance(t, n))
+        save_artifact(output, {"kind": "item-vectors", "dataset": ds.name,
+                               "encoder": encoder, "model_id": enc.model_id, "template": tmpl,
+                               "dim": int(vecs.shape[1])},
+                      {"item_vectors": vecs, "item_ids": np.asarray(items.ids, dtype=str)})
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    out.print(f"wrote {vecs.shape[0]} x {vecs.shape[1]} vectors ({enc.model_id}) to {output}")
+
+
 # ------------------------------------------------------------------ models
 @app.command("models")
 def models_list() -> None:
@@ -286,8 +328,8 @@ def evaluate(
             raise typer.BadParameter(f"--param for models not in --models: {sorted(unknown)}")
         ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
         with _progress() as p:
-            report = run_evaluation(sp, names, dataset=ds.name, ks=ks, metrics=mets,
-                                    params=params, progress=p)
+            report = run_evaluation(sp, names, dataset=ds.name, catalog=ds.catalog, ks=ks,
+                                    metrics=mets, params=params, progress=p)
     except (ExploRecError, ValueError) as e:
         _fail(e)
     report["command"] = "explorec " + shlex.join(sys.argv[1:])
@@ -316,6 +358,9 @@ def recommend(
         "--param", help="Override a parameter: MODEL.NAME=VALUE (repeatable).")] = None,
     save_model: Annotated[Path | None, typer.Option(
         "--save-model", help="Also save the fitted model artifact here.")] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add a 'because' column: the history items that contributed most "
+        "(item:weight;...).")] = False,
     columns: ColumnsOpt = None,
 ) -> None:
     """Fit a model on the train part and write the top-K for every test user (external ids)."""
@@ -326,12 +371,12 @@ def recommend(
     from explorec.models.registry import create_model
 
     try:
-        _, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
         params = _parse_params(param).get(model, {})
         m = create_model(model, **params)
         with _progress() as p:
             t = p.add_task(f"fit {model}", total=None)
-            m.fit(sp.train)
+            m.fit(sp.train, catalog=ds.catalog, split=sp)
             p.update(t, total=1, completed=1)
         if users:
             uids = sp.train.users.to_internal(_parse_list(users, "user"), what="user")
@@ -345,6 +390,12 @@ def recommend(
             "item": sp.train.items.to_external(items.ravel()),
             "score": scores.ravel(),
         })
+        if explain:
+            because = m.explain(uids, items, top=3)
+            ext = sp.train.items.to_external
+            frame["because"] = [
+                ";".join(f"{ext([h])[0]}:{w:.4f}" for h, w in pairs)
+                for per_user in because for pairs in per_user]
         frame = frame[np.isfinite(frame["score"])]
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)

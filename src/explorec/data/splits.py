@@ -162,6 +162,34 @@ def cold_item_split(inter: Interactions, cold_fraction: float = 0.2, seed: int =
                  params={"cold_fraction": cold_fraction, "valid_fraction": valid_fraction})
 
 
+def truncate_histories(split: Split, n_history: int, *, fraction: float = 0.2,
+                       seed: int = DEFAULT_SEED) -> Split:
+    """New-user protocol: a seeded ``fraction`` of the test users keep only their first
+    ``n_history`` training interactions (by time; by row order without timestamps).
+
+    Their remaining training rows are dropped, and the test part keeps only these users, so
+    metrics measure how well a model serves users with ``n_history`` known items. Validation
+    is unchanged (it serves early stopping). Every model fits on the truncated training part.
+    """
+    if n_history < 0 or not 0 < fraction <= 1:
+        raise ValueError("need n_history >= 0 and 0 < fraction <= 1")
+    rng = np.random.default_rng(seed)
+    candidates = split.test.active_users
+    chosen = np.sort(rng.choice(candidates, size=max(1, round(fraction * len(candidates))),
+                                replace=False))
+    train = split.train
+    is_new = np.isin(train.user, chosen)
+    order = (np.lexsort((np.arange(len(train)), train.timestamp)) if train.timestamp is not None
+             else np.arange(len(train)))
+    pos = _rank_within_user(train.user, order)
+    keep = ~is_new | (pos < n_history)
+    test = split.test.subset(np.isin(split.test.user, chosen))
+    return Split(f"{split.name}+new-users-{n_history}", split.seed, train.subset(keep),
+                 split.valid, test, split.valid_candidates, split.test_candidates,
+                 params={**(split.params or {}), "n_history": n_history,
+                         "new_users": len(chosen)})
+
+
 SPLITS: dict[str, Callable[..., Split]] = {
     "ratio": ratio_split,
     "loo": leave_last_out_split,

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from explorec.data.catalog import ItemCatalog
 from explorec.data.splits import Split
 from explorec.evaluate.metrics import DEFAULT_METRICS
 from explorec.evaluate.protocol import evaluate_model, users_to_evaluate
@@ -28,6 +29,7 @@ def run_evaluation(
     models: Sequence[str],
     *,
     dataset: str,
+    catalog: ItemCatalog | None = None,
     ks: Sequence[int] = (10, 20),
     metrics: Sequence[str] = DEFAULT_METRICS,
     params: dict[str, dict[str, Any]] | None = None,
@@ -49,12 +51,13 @@ def run_evaluation(
         model = create_model(name, **params.get(name, {}))
         task = progress.add_task(f"fit {name}", total=None) if progress else None
         t0 = time.perf_counter()
-        model.fit(split.train)
+        model.fit(split.train, catalog=catalog, split=split)
         fit_seconds = time.perf_counter() - t0
         peak = None
         if measure_memory:  # a second, traced fit: tracing slows allocation, so not timed
             tracemalloc.start()
-            create_model(name, **params.get(name, {})).fit(split.train)
+            create_model(name, **params.get(name, {})).fit(split.train, catalog=catalog,
+                                                           split=split)
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
         if progress:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -12,7 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.artifacts import load_artifact, save_artifact
+from explorec.data.catalog import ItemCatalog
 from explorec.data.interactions import IdMap, Interactions
+from explorec.data.splits import Split
 from explorec.errors import ArtifactError, ExploRecError
 
 
@@ -41,6 +44,15 @@ class Recommender(Protocol):
     def load(cls, path: str | Path) -> Recommender: ...
 
 
+@dataclass
+class FitInputs:
+    """What ``fit`` received, available to ``_fit`` as ``self._inputs``."""
+
+    train: Interactions
+    catalog: ItemCatalog | None = None
+    split: Split | None = None
+
+
 class BaseRecommender(ABC):
     """Shared machinery: parameters (scikit-learn style), top-K, artifacts.
 
@@ -56,6 +68,7 @@ class BaseRecommender(ABC):
         self.users_: IdMap | None = None
         self.items_: IdMap | None = None
         self.fit_seconds_: float = 0.0
+        self._inputs: FitInputs | None = None
 
     # ------------------------------------------------------------- parameters
     @classmethod
@@ -79,18 +92,27 @@ class BaseRecommender(ABC):
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------- fitting
-    def fit(self, train: Interactions, **kwargs: Any) -> Self:
-        """Fit on the training interactions (implicit feedback: every row is a positive)."""
+    def fit(self, train: Interactions, *, catalog: ItemCatalog | None = None,
+            split: Split | None = None) -> Self:
+        """Fit on the training interactions (implicit feedback: every row is a positive).
+
+        ``catalog`` gives item text to the models that read it; ``split`` gives the models
+        that early-stop access to its validation part. Other models ignore both.
+        """
         t0 = time.perf_counter()
         self.users_, self.items_ = train.users, train.items
         self.user_items_ = train.matrix()
-        self._fit(self.user_items_, **kwargs)
+        self._inputs = FitInputs(train=train, catalog=catalog, split=split)
+        try:
+            self._fit(self.user_items_)
+        finally:
+            self._inputs = None
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
     @abstractmethod
-    def _fit(self, X: sp.csr_matrix, **kwargs: Any) -> None:
-        """Learn from the binary user x item training matrix."""
+    def _fit(self, X: sp.csr_matrix) -> None:
+        """Learn from the binary user x item training matrix (``self._inputs`` has the rest)."""
 
     def _check_fitted(self) -> sp.csr_matrix:
         if self.user_items_ is None:
@@ -120,6 +142,66 @@ class BaseRecommender(ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Dense scores (len(users), n_items) for valid internal user ids."""
 
+    # ------------------------------------------------------------- new users, explanations
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores for users known only by a history (rows over the model's items): no retraining.
+
+        Values in ``history`` are interaction weights (1 for implicit feedback).
+        """
+        self._check_fitted()
+        history = sp.csr_matrix(history, dtype=np.float32)
+        if history.shape[1] != self.n_items:
+            raise ExploRecError(f"history has {history.shape[1]} item columns, the model "
+                                f"{self.n_items}")
+        return self._score_history(history)
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        raise ExploRecError(f"model {self.name!r} cannot score a new user's history without "
+                            "retraining; use ease, itemknn, pop, content or two-tower")
+
+    def recommend_for_history(self, item_ids: list[str], k: int = 10
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (external item ids, scores) for a new user who interacted with ``item_ids``."""
+        assert self.items_ is not None
+        idx = self.items_.to_internal(item_ids, what="item")
+        h = sp.csr_matrix((np.ones(len(idx), np.float32), (np.zeros(len(idx), int), idx)),
+                          shape=(1, self.n_items))
+        scores = np.asarray(self.score_history(h), dtype=np.float64)
+        scores[0, idx] = -np.inf
+        from explorec.evaluate.metrics import topk_from_scores
+
+        top = topk_from_scores(scores, min(k, self.n_items - len(set(idx))))
+        return self.items_.to_external(top[0]), scores[0, top[0]]
+
+    def explain(self, users: np.ndarray, items: np.ndarray, top: int = 3
+                ) -> list[list[list[tuple[int, float]]]]:
+        """For each user and each of their items: the history items that contributed most.
+
+        ``items`` is (len(users), n) internal ids (e.g. from ``recommend``). Returns, per user
+        and item, up to ``top`` (history item, weight) pairs, largest weight first.
+        """
+        X = self._check_fitted()
+        out = []
+        for row, u in enumerate(np.asarray(users, dtype=np.int64)):
+            hist = X[u].indices
+            if len(hist) == 0:
+                out.append([[] for _ in items[row]])
+                continue
+            contrib = np.asarray(self._contributions(int(u), hist, np.asarray(items[row])))
+            order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
+            out.append([[(int(hist[j]), float(contrib[i, j])) for j in order[i]
+                         if contrib[i, j] > 0] for i in range(len(items[row]))])
+        return out
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(len(items), len(history)) contribution of each history item to each item's score.
+
+        Default: cosine of co-occurrence between the items. Models with an additive score
+        over history items (EASE, kNN, content) return their exact terms.
+        """
+        return self._item_similarity(items)[:, history]
+
+    # ------------------------------------------------------------- top-K
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items and scores per user, best first; training items excluded by default."""
@@ -192,8 +274,13 @@ class BaseRecommender(ABC):
         for name in klass._state_names:
             if name not in arrays:
                 raise ArtifactError(f"{path}: array {name!r} missing for model {klass.name!r}")
-            setattr(model, name, arrays[name])
+        model._set_state(arrays)
         return model
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:
+        """Restore learned arrays saved by ``_state`` (models with more state extend this)."""
+        for name in self._state_names:
+            setattr(self, name, arrays[name])
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class RandomRecommender(BaseRecommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return _hash_uniform(users, self.n_items, self.seed)
 
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return _hash_uniform(np.arange(history.shape[0]) + 2**40, self.n_items, self.seed)
+
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return _hash_uniform(items + self.n_users, self.n_items, self.seed)
 
@@ -57,6 +60,9 @@ class PopularityRecommender(BaseRecommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.item_counts_ is not None
         return np.broadcast_to(self.item_counts_, (len(users), len(self.item_counts_))).copy()
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self._score(np.zeros(history.shape[0], dtype=np.int64))
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self._score(items)

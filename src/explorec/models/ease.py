@@ -39,6 +39,14 @@ class EASE(BaseRecommender):
         assert self.user_items_ is not None and self.weights_ is not None
         return np.asarray(self.user_items_[users] @ self.weights_)
 
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        assert self.weights_ is not None
+        return np.asarray(history @ self.weights_)
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        assert self.weights_ is not None
+        return self.weights_[np.ix_(history, items)].T.astype(np.float64)
+
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         assert self.weights_ is not None
         return self.weights_[:, items].T.astype(np.float64)

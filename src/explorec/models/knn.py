@@ -75,8 +75,16 @@ class ItemKNN(BaseRecommender):
         self.similarity_ = topk_cosine(Xw.T.tocsr(), self.k, self.shrink, self.alpha).T.tocsr()
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_items_ is not None and self.similarity_ is not None
-        return np.asarray((self.user_items_[users] @ self.similarity_).toarray())
+        assert self.user_items_ is not None
+        return self._score_history(self.user_items_[users])
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        assert self.similarity_ is not None
+        return np.asarray((history @ self.similarity_).toarray())
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        assert self.similarity_ is not None
+        return self.similarity_[history][:, items].toarray().T
 
 
 def _weight_users(X: sp.csr_matrix, weighting: str) -> sp.csr_matrix:

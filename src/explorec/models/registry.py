@@ -20,6 +20,12 @@ _MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
     "userknn": ("explorec.models.knn:UserKNN", {"k": 100, "shrink": 0.0},
                 "user-based kNN, cosine with shrinkage"),
     "ease": ("explorec.models.ease:EASE", {"reg": 250.0}, "closed-form linear autoencoder"),
+    "content": ("explorec.models.content:ContentRecommender", {},
+                "LM-embedding interest profiles (single or multi-interest)"),
+    "two-tower": ("explorec.models.two_tower:TwoTowerRecommender", {},
+                  "LM item tower + attention user tower, in-batch softmax with logQ"),
+    "hybrid": ("explorec.models.hybrid:HybridRecommender", {},
+               "CF scores (ease by default) blended with LM content, weight chosen on validation"),
 }
 
 
