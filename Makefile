@@ -26,9 +26,12 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/explorec data fetch ml-100k
 	$(BIN)/explorec evaluate --dataset ml-100k --split ratio --seed 2020 \
-		--models random,pop,itemknn,userknn,ease --k 10,20 \
+		--models random,pop,itemknn,userknn,ease,hybrid --k 10,20 \
 		--json reports/quickstart/leaderboard.json --markdown reports/quickstart/leaderboard.md
-	@echo "Report: reports/quickstart/leaderboard.md and leaderboard.json"
+	$(BIN)/explorec evaluate --dataset ml-100k --split cold-items --seed 2020 \
+		--models random,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
+		--json reports/quickstart/cold_items.json --markdown reports/quickstart/cold_items.md
+	@echo "Reports: reports/quickstart/leaderboard.md (warm, all users) and cold_items.md (new items, text only)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

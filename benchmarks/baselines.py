@@ -22,7 +22,7 @@ from explorec.data import load_dataset, make_split
 from explorec.evaluate.experiment import run_evaluation
 from explorec.report import environment
 
-MODELS = ["random", "pop", "itemknn", "userknn", "ease"]
+MODELS = ["random", "pop", "itemknn", "userknn", "ease", "hybrid"]
 # RecBole 1.2.1, ML-100K, default protocol, seed 2020 (figures from issue #2 / #6).
 RECBOLE = {"ease": {"ndcg@10": 0.3295, "recall@10": 0.2805, "fit_s": 1.1},
            "itemknn": {"ndcg@10": 0.2834, "recall@10": 0.2470, "fit_s": 1.2},
@@ -46,7 +46,7 @@ def main() -> None:
     with Progress(console=console) as progress:
         for seed in seeds:
             split = make_split(ds.interactions, "ratio", seed=seed)
-            runs.append(run_evaluation(split, models, dataset="ml-100k", ks=(10, 20),
+            runs.append(run_evaluation(split, models, dataset="ml-100k", catalog=ds.catalog, ks=(10, 20),
                                        progress=progress, measure_memory=True))
     summary = {}
     for name in models:

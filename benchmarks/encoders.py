@@ -95,7 +95,7 @@ def _markdown(r: dict) -> str:
         f"{env['cpu_count']} cores, torch threads {r['torch_threads']}, CPU. "
         f"Command: `{r['command']}`.",
         "",
-        "| encoder | model load s | cold encode s | items/s | cache hit s (all items) | cached items/s |",
+        "| encoder | weights load s | cold encode s | items/s | cache hit s (all items) | cached items/s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name in ("minilm", "tfidf"):

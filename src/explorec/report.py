@@ -37,11 +37,17 @@ def columns_for(results: list[dict[str, Any]], wanted: tuple[str, ...] = DEFAULT
 def leaderboard_markdown(report: dict[str, Any], columns: list[str] | None = None) -> str:
     results = report["results"]
     cols = columns or columns_for(results)
+    info = report.get("split_info", {})
+    if "test_candidates" in info:
+        protocol = (f"Test-set metrics; each user ranks only the {info['test_candidates']} "
+                    "held-out items, which no model saw in training (text only).")
+    else:
+        protocol = ("Test-set metrics, full ranking over all items minus the user's training "
+                    "and validation items; models fit on the training part only.")
     lines = [
         f"# {report['dataset']} — split `{report['split']}`, seed {report['seed']}",
         "",
-        "Test-set metrics, full ranking over all items minus the user's training and "
-        "validation items; models fit on the training part only.",
+        protocol,
         "",
         "| model | " + " | ".join(cols) + " | fit s |",
         "|---|" + "---:|" * (len(cols) + 1),

@@ -4,9 +4,8 @@ A model supplies three callables: ``batches(epoch, rng)`` yields loss-ready batc
 ``step(batch) -> loss tensor`` computes the loss, and ``validate() -> float`` returns the
 validation NDCG@10 (higher is better). The loop handles seeding, the optimiser, gradient
 clipping, early stopping with best-weights restore, progress bars and optional TensorBoard
-logs. It is deliberately small: on ML-100K-sized models PyTorch Lightning's per-step
-overhead was a large share of the epoch (see docs/training.md and
-``benchmarks/training_overhead.py``).
+logs. It is deliberately small; docs/training.md records the measured comparison with
+PyTorch Lightning (``benchmarks/training_overhead.py``) and why this loop was kept.
 """
 
 from __future__ import annotations
