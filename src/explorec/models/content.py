@@ -120,4 +120,4 @@ class ContentRecommender(TextItemsMixin, BaseRecommender):
         return V[items] @ V[history].T
 
     def _set_item_vectors(self, internal: np.ndarray, vectors: np.ndarray) -> None:
-        pass  # item_text_vectors_ already updated: content scores in LM space
+        """Nothing beyond ``item_text_vectors_`` (already set): content scores in LM space."""
