@@ -31,7 +31,9 @@ quickstart: $(STAMP)
 	$(BIN)/explorec evaluate --dataset ml-100k --split cold-items --seed 2020 \
 		--models random,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
 		--json reports/quickstart/cold_items.json --markdown reports/quickstart/cold_items.md
-	@echo "Reports: reports/quickstart/leaderboard.md (warm, all users) and cold_items.md (new items, text only)"
+	$(BIN)/explorec ope --dataset obd --campaign all --behavior random --evaluation bts \
+		--json reports/quickstart/ope_obd.json --markdown reports/quickstart/ope_obd.md
+	@echo "Reports in reports/quickstart/: leaderboard.md (warm), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

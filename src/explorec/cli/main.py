@@ -342,6 +342,91 @@ def evaluate(
         console.print(f"wrote {markdown_path}")
 
 
+# ------------------------------------------------------------------ ope
+@app.command("ope")
+def ope(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Logged bandit data (obd).")
+                       ] = "obd",
+    campaign: Annotated[str, typer.Option("--campaign", help="all | men | women")] = "all",
+    behavior: Annotated[str, typer.Option("--behavior", help="Policy that logged the data.")
+                        ] = "random",
+    evaluation: Annotated[str, typer.Option("--evaluation", help="Policy to evaluate.")
+                          ] = "bts",
+    estimators: Annotated[str, typer.Option(
+        "--estimators", help="Comma-separated: replay,ipw,snipw,dm,dr,sndr,switch-dr")
+    ] = "replay,ipw,snipw,dm,dr,sndr,switch-dr",
+    n_sim: Annotated[int, typer.Option("--n-sim", help="Monte Carlo draws for BTS.", min=1000)
+                     ] = 1_000_000,
+    n_bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.", min=10)
+                           ] = 1000,
+    reverse: Annotated[bool, typer.Option("--reverse/--no-reverse",
+                                          help="Also estimate the other direction.")] = True,
+    seed: SeedOpt = 2020,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")
+                         ] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")
+                             ] = None,
+) -> None:
+    """Off-policy evaluation: estimate one logged policy's CTR from another policy's logs."""
+    from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.evaluate.obd import evaluate_obd
+    from explorec.evaluate.ope import ESTIMATORS
+
+    try:
+        if dataset != "obd":
+            raise ValueError(f"ope supports the obd dataset for now, not {dataset!r}")
+        names = tuple(_parse_list(estimators, "estimator"))
+        unknown = [e for e in names if e not in ESTIMATORS]
+        if unknown:
+            raise ValueError(f"unknown estimators {unknown}; known: {', '.join(ESTIMATORS)}")
+        directions = [(behavior, evaluation)] + ([(evaluation, behavior)] if reverse else [])
+        reports = []
+        with _progress() as p:
+            for b, e in directions:
+                t = p.add_task(f"{e} from {b} logs ({campaign})", total=n_sim if e == "bts"
+                               else None)
+                reports.append(evaluate_obd(campaign, b, e, estimators=names, n_sim=n_sim,
+                                            n_bootstrap=n_bootstrap, seed=seed,
+                                            progress=lambda m, t=t: p.advance(t, m)))
+                p.update(t, total=1, completed=1) if e != "bts" else None
+    except (ExploRecError, ValueError) as err:
+        _fail(err)
+    report = {**reports[0], "reverse": reports[1] if len(reports) > 1 else None,
+              "command": "explorec " + shlex.join(sys.argv[1:])}
+    md = _ope_markdown(reports)
+    table = Table(title=f"OPE on OBD ({campaign})")
+    for c in ("direction", "estimator", "estimate", "95% CI", "truth", "rel. error"):
+        table.add_column(c, justify="right" if c != "estimator" else "left")
+    for r in reports:
+        for e in r["estimates"]:
+            table.add_row(f"{r['evaluation']} from {r['behavior']}", e["estimator"],
+                          f"{e['estimate']:.5f}", f"[{e['ci_low']:.5f}, {e['ci_high']:.5f}]",
+                          f"{r['ground_truth']:.5f}", f"{e['relative_error']:.3f}")
+    out.print(table)
+    if json_path:
+        atomic_write_json(json_path, report)
+        console.print(f"wrote {json_path}")
+    if markdown_path:
+        atomic_write_text(markdown_path, md)
+        console.print(f"wrote {markdown_path}")
+
+
+def _ope_markdown(reports: list[dict[str, Any]]) -> str:
+    lines = ["# Off-policy evaluation on the Open Bandit Dataset", ""]
+    for r in reports:
+        lines += [f"## {r['evaluation']} estimated from {r['behavior']} logs (campaign "
+                  f"{r['campaign']}, {r['rows']} rows, {r['clicks']} clicks)", "",
+                  f"Ground truth: {r['evaluation']}'s own logged CTR {r['ground_truth']:.5f}. "
+                  f"Action distribution: {r['action_dist_seconds']:.2f} s "
+                  f"({r['action_dist_simulations']} Monte Carlo draws). Seed {r['seed']}.", "",
+                  "| estimator | estimate | 95% CI | relative error |", "|---|---:|---:|---:|"]
+        for e in r["estimates"]:
+            lines.append(f"| {e['estimator']} | {e['estimate']:.5f} | [{e['ci_low']:.5f}, "
+                         f"{e['ci_high']:.5f}] | {e['relative_error']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ recommend
 @app.command("recommend")
 def recommend(
