@@ -493,18 +493,20 @@ def recommend(
 
 
 def _recommend_excluding(model: Any, sp: Any, users: Any, k: int) -> Any:
+    """Top-k as the test protocol ranks: training and validation items excluded, and only
+    the held-out items ranked under ``cold-items``."""
     import numpy as np
-    import scipy.sparse as sparse
 
     from explorec.evaluate.metrics import topk_from_scores
+    from explorec.evaluate.protocol import part_matrices
 
-    excluded = sparse.csr_matrix(sp.train.matrix() + sp.valid.matrix())
+    _, excluded, candidates = part_matrices(sp, "test")
     scores = np.asarray(model.score(users), dtype=np.float64)
     ex = excluded[users]
     scores[np.repeat(np.arange(len(users)), np.diff(ex.indptr)), ex.indices] = -np.inf
-    if sp.test_candidates is not None:
+    if candidates is not None:
         mask = np.ones(scores.shape[1], dtype=bool)
-        mask[sp.test_candidates] = False
+        mask[candidates] = False
         scores[:, mask] = -np.inf
     top = topk_from_scores(scores, k)
     return top, np.take_along_axis(scores, top, axis=1)

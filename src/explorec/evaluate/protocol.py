@@ -35,7 +35,7 @@ class EvalResult:
     seconds: float = 0.0
 
 
-def _part_matrices(split: Split, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray | None]:
+def part_matrices(split: Split, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray | None]:
     """(relevant, excluded, candidates) for ``part``.
 
     Validation excludes training items; test excludes training and validation items.
@@ -178,7 +178,7 @@ def evaluate_model(
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Evaluate a fitted :class:`~explorec.models.base.Recommender` on ``part`` of ``split``."""
-    relevant, excluded, candidates = _part_matrices(split, part)
+    relevant, excluded, candidates = part_matrices(split, part)
     return evaluate_scores(
         model.score,  # type: ignore[attr-defined]
         relevant, excluded, train=split.train.matrix(), ks=ks, metrics=metrics,
@@ -187,7 +187,7 @@ def evaluate_model(
 
 
 def users_to_evaluate(split: Split, part: str = "test") -> int:
-    relevant, _, _ = _part_matrices(split, part)
+    relevant, _, _ = part_matrices(split, part)
     return int((np.diff(relevant.indptr) > 0).sum())
 
 

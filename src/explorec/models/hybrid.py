@@ -70,9 +70,9 @@ class HybridRecommender(BaseRecommender):
             self.weight_ = self._choose_weight(inputs.split)
 
     def _choose_weight(self, split) -> float:  # type: ignore[no-untyped-def]
-        from explorec.evaluate.protocol import _part_matrices, evaluate_scores
+        from explorec.evaluate.protocol import evaluate_scores, part_matrices
 
-        relevant, excluded, candidates = _part_matrices(split, "valid")
+        relevant, excluded, candidates = part_matrices(split, "valid")
         users = np.flatnonzero(np.diff(relevant.indptr) > 0)
         zc = _zscore(self.cf_model_.score(users))
         zt = _zscore(self.text_model_.score(users))
