@@ -512,5 +512,11 @@ def _recommend_excluding(model: Any, sp: Any, users: Any, k: int) -> Any:
     return top, np.take_along_axis(scores, top, axis=1)
 
 
+# ------------------------------------------------------------------ commands in their own modules
+from explorec.cli.simulate import register as _register_simulate  # noqa: E402
+
+_register_simulate(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

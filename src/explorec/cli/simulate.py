@@ -1,0 +1,143 @@
+"""``explorec simulate``: run exploration policies against simulated users built from real data."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+SIMULATE_HELP = """Run bandit policies against a simulator built from real ratings.
+
+Reports cumulative clicks and regret against the oracle, CTR over time, catalog coverage and
+how fast new users and new items get their first click (see docs/exploration.md)."""
+
+
+def simulate_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Rated dataset to build users from.")
+                       ] = "ml-100k",
+    policies: Annotated[str, typer.Option(
+        "--policies", "-p", help="Comma-separated policy names (explorec simulate --list).")
+    ] = "greedy,egreedy,softmax,ucb,ts,linucb,lints",
+    rounds: Annotated[int, typer.Option("--rounds", "-n", min=1, help="Rounds (user visits) per run.")
+                      ] = 10_000,
+    slate_size: Annotated[int, typer.Option("--slate-size", "-k", min=1, help="Items per slate.")] = 5,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of repetitions.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="First seed; repetitions use seed, seed+1, ...")
+                    ] = 2020,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Base recommender (default: two-tower if neural-linear runs, else ease).")
+    ] = "auto",
+    encoder: Annotated[str, typer.Option("--encoder", help="Item text encoder: minilm | tfidf | PATH.")
+                       ] = "minilm",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rounds per learning step.")
+                          ] = 100,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="POLICY.NAME=VALUE policy parameter, repeatable (e.g. egreedy.epsilon=0.05).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Write curves as PNG.")] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown table.")
+                             ] = None,
+    list_policies: Annotated[bool, typer.Option("--list", help="List the policies and exit.")] = False,
+) -> None:
+    from explorec.cli.main import _fail, _parse_list, _parse_params, console, out
+    from explorec.errors import ExploRecError
+
+    if list_policies:
+        from explorec.explore import describe_policy, policy_names
+
+        for name in policy_names():
+            out.print(f"{name:14s} {describe_policy(name)}")
+        return
+    try:
+        names = _parse_list(policies, "policy")
+        from explorec.explore import policy_names
+
+        unknown = [n for n in names if n not in policy_names()]
+        if unknown:
+            raise ValueError(f"--policies: unknown {unknown}; known: {', '.join(policy_names())}")
+        params = _parse_params(param)
+        bad = [p for p in params if p not in names]
+        if bad:
+            raise ValueError(f"--param names policies {bad} that are not in --policies")
+        base = model if model != "auto" else ("two-tower" if "neural-linear" in names else "ease")
+        if "neural-linear" in names and base != "two-tower":
+            raise ValueError("--model: neural-linear needs the two-tower base model")
+        results = _run(dataset, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
+                       encoder, batch_size, params)
+    except (ExploRecError, ValueError, KeyError) as err:
+        _fail(err)
+    from explorec.simulate.report import SUMMARY_FIELDS, markdown_table, plot_curves, summarize
+
+    rows = summarize(results)
+    table = Table(title=f"Simulation on {dataset}: {rounds:,} rounds, slate {slate_size}, "
+                        f"{seeds} seed(s) from {seed}, base model {base}")
+    table.add_column("policy")
+    from explorec.simulate.report import _LABELS, _fmt
+
+    for f in SUMMARY_FIELDS:
+        table.add_column(_LABELS[f], justify="right")
+    for r in rows:
+        table.add_row(r["policy"], *(_fmt(r[f], r[f + "_std"], f) for f in SUMMARY_FIELDS))
+    out.print(table)
+    from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.report import environment
+
+    command = "explorec simulate " + shlex.join(sys.argv[2:] if len(sys.argv) > 1 and
+                                                sys.argv[1] == "simulate" else sys.argv[1:])
+    meta = {"dataset": dataset, "rounds": rounds, "slate_size": slate_size, "seeds": seeds,
+            "seed": seed, "model": base, "encoder": encoder, "batch_size": batch_size,
+            "command": command, "environment": environment()}
+    if json_path:
+        atomic_write_json(json_path, {**meta, "summary": rows,
+                                      "results": [r.to_dict() for r in results]})
+        console.print(f"wrote {json_path}")
+    if markdown_path:
+        text = (f"# Simulation: {dataset}, {rounds:,} rounds, slate {slate_size}, base model {base}\n\n"
+                f"Seeds {seed}..{seed + seeds - 1}; mean ± std over seeds. Command: `{command}`\n\n"
+                + markdown_table(rows) + "\n")
+        atomic_write_text(markdown_path, text)
+        console.print(f"wrote {markdown_path}")
+    if plot_path:
+        plot_curves(results, plot_path)
+        console.print(f"wrote {plot_path}")
+
+
+def _run(dataset: str, names: list[str], rounds: int, slate_size: int, seeds: list[int], model: str,
+         encoder: str, batch_size: int, params: dict[str, dict[str, Any]]) -> list[Any]:
+    from explorec.cli.main import _progress, console
+    from explorec.data.registry import load_dataset
+    from explorec.encoders import get_encoder
+    from explorec.encoders.items import encode_items
+    from explorec.simulate import simulate
+
+    ds = load_dataset(dataset)
+    if ds.interactions.rating is None:
+        raise ValueError(f"--dataset {dataset!r} has no ratings; the simulator derives click "
+                         "probabilities from ratings")
+    with console.status("encoding item texts"):
+        vectors = encode_items(ds.interactions.items, ds.catalog, get_encoder(encoder))
+    with _progress() as p:
+        tasks = {}
+
+        def advance(name: str, n: int) -> None:
+            if name not in tasks:
+                tasks[name] = p.add_task(f"{name}", total=rounds * len(seeds))
+            p.advance(tasks[name], n)
+
+        def done(res: Any) -> None:
+            console.print(f"  {res.policy} seed {res.seed}: clicks {res.cumulative_reward:.0f}, "
+                          f"regret {res.cumulative_regret:.1f}, {res.seconds:.1f} s")
+
+        return simulate(ds, names, item_vectors=vectors, rounds=rounds, slate_size=slate_size,
+                        seeds=seeds, model=model, batch_size=batch_size, policy_params=params,
+                        progress=advance, on_result=done)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate", help=SIMULATE_HELP)(simulate_command)
+

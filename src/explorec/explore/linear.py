@@ -1,0 +1,288 @@
+"""Contextual linear bandits on language-model contexts: LinUCB, linear TS and neural-linear.
+
+All three share one Bayesian linear reward model ``r ~ N(theta . x, noise)`` with prior
+``theta ~ N(0, I / prior_precision)`` over features ``x(user, item, position)``. Its sufficient
+statistics ``A = prior_precision * I + X'X`` and ``b = X'r`` are updated in place from each
+feedback batch (a rank-``n`` update; no refit); the Cholesky factor of ``A`` is refreshed lazily
+once per batch (``O(d^3)`` with ``d`` well under 200).
+
+Features (:class:`LMFeatures`) for LinUCB and linear TS:
+
+* ``z``: the base model's per-request z-scored score of the item (collaborative signal);
+* ``v_i``: the item's LM vector (PCA-reduced to ``dim``, whitened);
+* ``u * v_i``: elementwise product with the user's interest vector, the mean LM vector of
+  the user's history (zero for a new user);
+* ``c (x) v_i``: user features (e.g. age, gender) crossed with the item vector, so new users
+  without history still get personalised contexts;
+* a position one-hot (learned, so position bias does not leak into item weights; it shifts
+  every candidate of a slot equally and so never changes a ranking).
+
+Neural-linear (:class:`NeuralLinearPolicy`, Riquelme et al. 2018) uses the two-tower model's
+learned representations instead: ``x = [u_emb * v_emb_i, b_i]``, a Bayesian head on the
+network's last layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from explorec.errors import ExploRecError
+from explorec.explore.base import (
+    DEFAULT_SEED,
+    BasePolicy,
+    Feedback,
+    Requests,
+    one_hot_distribution,
+    sampled_slates,
+    topk_positions,
+)
+from explorec.explore.greedy import standardize
+
+
+# ------------------------------------------------------------------ features
+class LMFeatures:
+    """x(user, item) from base scores, PCA-reduced LM item vectors and user features."""
+
+    def __init__(self, item_vectors: np.ndarray, dim: int = 16, n_context: int = 0,
+                 seed: int = DEFAULT_SEED) -> None:
+        v = np.asarray(item_vectors, np.float64)
+        self.mean_ = v.mean(axis=0)
+        dim = min(dim, v.shape[1], max(v.shape[0] - 1, 1))
+        # PCA by SVD of the centred vectors; whitened so each component has unit variance
+        _, s, vt = np.linalg.svd(v - self.mean_, full_matrices=False)
+        self.components_ = vt[:dim]
+        self.scale_ = s[:dim] / np.sqrt(max(v.shape[0] - 1, 1)) + 1e-12
+        self.dim = dim
+        self.n_context = n_context
+        self.V = self.transform(v)
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return ((np.asarray(v, np.float64) - self.mean_) @ self.components_.T) / self.scale_
+
+    def add_items(self, v: np.ndarray) -> None:
+        self.V = np.vstack([self.V, self.transform(v)])
+
+    @property
+    def n_features(self) -> int:
+        return 1 + 2 * self.dim + self.n_context * self.dim
+
+    def user_vectors(self, requests: Requests) -> np.ndarray:
+        h = requests.history
+        counts = np.asarray(h.sum(axis=1)).ravel()
+        u = np.asarray(h @ self.V[: h.shape[1]]) / np.maximum(counts, 1)[:, None]
+        return u
+
+    def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """(B, C', n_features) for the candidates at ``cols`` (all candidates when None)."""
+        z = standardize(base, requests.mask)
+        cand = requests.candidates
+        if cols is not None:
+            z = np.take_along_axis(z, cols, axis=1)
+            cand = np.take_along_axis(cand, cols, axis=1)
+        v = self.V[cand]  # (B, C, d)
+        u = self.user_vectors(requests)
+        parts = [z[..., None], v, u[:, None, :] * v]
+        if self.n_context:
+            c = requests.context
+            if c is None or c.shape[1] != self.n_context:
+                got = None if c is None else c.shape[1]
+                raise ExploRecError(f"policy expects {self.n_context} user context features, got {got}")
+            parts.append((c[:, None, :, None] * v[:, :, None, :]).reshape(*v.shape[:2], -1))
+        return np.concatenate(parts, axis=2)
+
+
+class TwoTowerFeatures:
+    """x(user, item) = [u_emb * v_emb_i, b_i] from a fitted two-tower model."""
+
+    def __init__(self, model: Any) -> None:
+        if not hasattr(model, "_user_vectors") or getattr(model, "item_vectors_", None) is None:
+            raise ExploRecError("neural-linear needs a fitted two-tower base model "
+                                f"(got {type(model).__name__})")
+        self.model = model
+
+    @property
+    def n_features(self) -> int:
+        return int(self.model.item_vectors_.shape[1]) + 1
+
+    def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
+                 ) -> np.ndarray:
+        cand = requests.candidates if cols is None else np.take_along_axis(requests.candidates, cols, 1)
+        u = self.model._user_vectors(requests.history)
+        v = self.model.item_vectors_[cand]
+        b = self.model.item_biases_[cand]
+        return np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)
+
+
+# ------------------------------------------------------------------ Bayesian linear model
+class BayesianLinear:
+    """Gaussian linear regression with conjugate prior; in-place sufficient statistics.
+
+    ``A = prior_precision * I + X'X`` and ``b = prior_precision * prior_mean + X'r``; the noise
+    variance is folded into the sampling ``scale`` (Agrawal & Goyal's ``v``).
+    """
+
+    def __init__(self, n_features: int, prior_precision: float = 1.0,
+                 prior_mean: np.ndarray | None = None) -> None:
+        self.A = prior_precision * np.eye(n_features)
+        self.b = np.zeros(n_features) if prior_mean is None else prior_precision * np.asarray(prior_mean)
+        self.n = 0
+        self._chol: np.ndarray | None = None
+
+    def update(self, X: np.ndarray, r: np.ndarray) -> None:
+        self.A += X.T @ X
+        self.b += X.T @ r
+        self.n += len(r)
+        self._chol = None
+
+    @property
+    def chol(self) -> np.ndarray:
+        if self._chol is None:
+            self._chol = scipy.linalg.cholesky(self.A, lower=True)
+        return self._chol
+
+    @property
+    def mean(self) -> np.ndarray:
+        return scipy.linalg.cho_solve((self.chol, True), self.b)
+
+    def sample(self, size: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+        """(size, d) draws from N(mean, scale^2 A^-1)."""
+        z = rng.standard_normal((self.A.shape[0], size))
+        return self.mean[None, :] + scale * scipy.linalg.solve_triangular(self.chol.T, z).T
+
+    def variance(self, X: np.ndarray) -> np.ndarray:
+        """x' A^-1 x for X of shape (..., d)."""
+        w = scipy.linalg.solve_triangular(self.chol, X.reshape(-1, X.shape[-1]).T, lower=True)
+        return (w ** 2).sum(axis=0).reshape(X.shape[:-1])
+
+
+class _LinearPolicy(BasePolicy):
+    """Shared plumbing: features, position one-hot, the Bayesian model, state."""
+
+    uses_two_tower = False
+
+    def __init__(self, *, dim: int = 16, n_context: int = 0, prior_precision: float = 1.0,
+                 base_weight: float = 0.02, n_positions: int = 10, seed: int = DEFAULT_SEED) -> None:
+        super().__init__(seed=seed)
+        self.base_weight = float(base_weight)
+        if prior_precision <= 0:
+            raise ExploRecError(f"prior_precision must be > 0, got {prior_precision!r}")
+        self.dim = int(dim)
+        self.n_context = int(n_context)
+        self.prior_precision = float(prior_precision)
+        self.n_positions = int(n_positions)
+
+    def _prepare(self) -> None:
+        if self.uses_two_tower:
+            self.features: Any = TwoTowerFeatures(self.model)
+        else:
+            if self.item_vectors is None:
+                raise ExploRecError(f"policy {self.name!r} needs item_vectors (LM item embeddings)")
+            self.features = LMFeatures(self.item_vectors, self.dim, self.n_context, self.seed)
+        # prior mean: the base model's ranking, worth ``base_weight`` reward per unit of score,
+        # so a fresh policy starts as greedy and the data takes over (see module docstring)
+        mu0 = np.zeros(self.features.n_features + self.n_positions)
+        if self.uses_two_tower:
+            mu0[: self.features.n_features] = self.base_weight
+        else:
+            mu0[0] = self.base_weight
+        self.linear = BayesianLinear(len(mu0), self.prior_precision, mu0)
+
+    def _grow(self, n_new: int) -> None:
+        if isinstance(self.features, LMFeatures):
+            assert self.item_vectors is not None
+            self.features.add_items(self.item_vectors[-n_new:])
+
+    def _weights(self, theta: np.ndarray) -> np.ndarray:
+        return theta[..., : self.features.n_features]
+
+    def update(self, feedback: Feedback) -> None:
+        rows, pos, r = feedback.observed()
+        if not len(rows):
+            return
+        req = feedback.requests.take(np.unique(rows))
+        remap = np.searchsorted(np.unique(rows), rows)
+        base = self.base_scores(req)
+        cols = feedback.slates.positions[np.unique(rows)]
+        x = self.features(req, base, cols)[remap, pos]  # (n, d)
+        onehot = np.zeros((len(rows), self.n_positions))
+        onehot[np.arange(len(rows)), np.minimum(pos, self.n_positions - 1)] = 1.0
+        self.linear.update(np.hstack([x, onehot]), r)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"A": self.linear.A.copy(), "b": self.linear.b.copy(), "n": np.array([self.linear.n])}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        A = np.asarray(state["A"], np.float64)
+        if A.shape != self.linear.A.shape:
+            raise ExploRecError(f"policy state has A of shape {A.shape}, expected {self.linear.A.shape}")
+        self.linear.A = A.copy()
+        self.linear.b = np.asarray(state["b"], np.float64).copy()
+        self.linear.n = int(np.asarray(state["n"])[0])
+        self.linear._chol = None
+
+
+class LinUCBPolicy(_LinearPolicy):
+    """LinUCB (Li et al. 2010), shared-parameter: ``theta'x + alpha * sqrt(x' A^-1 x)``."""
+
+    name = "linucb"
+    deterministic = True
+
+    def __init__(self, alpha: float = 0.5, *, dim: int = 16, n_context: int = 0,
+                 prior_precision: float = 1.0, base_weight: float = 0.02, n_positions: int = 10,
+                 seed: int = DEFAULT_SEED) -> None:
+        super().__init__(dim=dim, n_context=n_context, prior_precision=prior_precision,
+                         base_weight=base_weight, n_positions=n_positions, seed=seed)
+        if alpha < 0:
+            raise ExploRecError(f"alpha must be >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        base = self.base_scores(requests)
+        X = self.features(requests, base)
+        pad = np.zeros((*X.shape[:2], self.n_positions))
+        pad[..., 0] = 1.0
+        Xp = np.concatenate([X, pad], axis=2)
+        mean = X @ self._weights(self.linear.mean)
+        ucb = mean + self.alpha * np.sqrt(self.linear.variance(Xp))
+        key = np.where(requests.mask, ucb, -np.inf)
+        pos = topk_positions(key, k)
+        return pos, np.take_along_axis(key, pos, axis=1), one_hot_distribution(pos, key.shape[1])
+
+
+class LinTSPolicy(_LinearPolicy):
+    """Linear Thompson sampling (Agrawal & Goyal 2013): theta ~ N(mean, scale^2 A^-1) per draw."""
+
+    name = "lints"
+
+    def __init__(self, scale: float = 0.3, n_draws: int = 64, *, dim: int = 16, n_context: int = 0,
+                 prior_precision: float = 1.0, base_weight: float = 0.02, n_positions: int = 10,
+                 seed: int = DEFAULT_SEED) -> None:
+        super().__init__(dim=dim, n_context=n_context, prior_precision=prior_precision,
+                         base_weight=base_weight, n_positions=n_positions, seed=seed)
+        if scale < 0 or n_draws < 1:
+            raise ExploRecError(f"need scale >= 0 and n_draws >= 1, got {scale!r}, {n_draws!r}")
+        self.scale = float(scale)
+        self.n_draws = int(n_draws)
+
+    def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        base = self.base_scores(requests)
+        X = self.features(requests, base)  # (B, C, d)
+        b = len(requests)
+        theta = self._weights(self.linear.sample(b * self.n_draws, self.scale, self.rng))
+        theta = theta.reshape(b, self.n_draws, -1)  # (B, m, d)
+        draws = np.matmul(theta, X.transpose(0, 2, 1))  # (B, m, C)
+        draws = np.where(requests.mask[:, None, :], draws, -np.inf)
+        pos, dist = sampled_slates(draws, k, self.rng)
+        mean = X @ self._weights(self.linear.mean)
+        return pos, np.take_along_axis(mean, pos, axis=1), dist
+
+
+class NeuralLinearPolicy(LinTSPolicy):
+    """Thompson sampling with a Bayesian linear head on the two-tower model's embeddings."""
+
+    name = "neural-linear"
+    uses_two_tower = True

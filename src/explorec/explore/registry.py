@@ -1,0 +1,59 @@
+"""Policy registry: name -> (module:class, description). Classes are imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from explorec.errors import UnknownNameError
+
+_POLICIES: dict[str, tuple[str, str]] = {
+    "greedy": ("explorec.explore.greedy:GreedyPolicy", "base model's top-k (pure exploitation)"),
+    "egreedy": ("explorec.explore.greedy:EpsilonGreedyPolicy",
+                "greedy, uniformly random slate in epsilon of requests"),
+    "softmax": ("explorec.explore.greedy:SoftmaxPolicy",
+                "greedy, Plackett-Luce slate on base scores in budget of requests"),
+    "ucb": ("explorec.explore.bandits:UCB1Policy", "UCB1 per item"),
+    "ts": ("explorec.explore.bandits:BernoulliTSPolicy", "Bernoulli Thompson sampling with Beta priors"),
+    "linucb": ("explorec.explore.linear:LinUCBPolicy", "LinUCB on LM item vectors and user features"),
+    "lints": ("explorec.explore.linear:LinTSPolicy",
+              "linear Thompson sampling on LM item vectors and user features"),
+    "neural-linear": ("explorec.explore.linear:NeuralLinearPolicy",
+                      "Thompson sampling, Bayesian linear head on two-tower embeddings"),
+    "vw": ("explorec.explore.vw:VowpalWabbitPolicy", "Vowpal Wabbit --cb_explore_adf (optional)"),
+    "mmr": ("explorec.explore.mmr:MMRPolicy", "MMR diversity re-ranking of the base model"),
+}
+
+
+def policy_names() -> list[str]:
+    return list(_POLICIES)
+
+
+def policy_class(name: str) -> type:
+    if name not in _POLICIES:
+        raise UnknownNameError("policy", name, list(_POLICIES))
+    module, _, cls = _POLICIES[name][0].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def describe_policy(name: str) -> str:
+    if name not in _POLICIES:
+        raise UnknownNameError("policy", name, list(_POLICIES))
+    return _POLICIES[name][1]
+
+
+def create_policy(name: str, **params: Any) -> Any:
+    """Instantiate a registered policy; ``params`` override its defaults."""
+    klass = policy_class(name)
+    try:
+        return klass(**params)
+    except TypeError as e:
+        raise ValueError(f"bad parameters for policy {name!r}: {e}") from e
+
+
+def needs_item_vectors(name: str) -> bool:
+    return name in ("linucb", "lints", "vw", "mmr")
+
+
+def needs_two_tower(name: str) -> bool:
+    return name == "neural-linear"
