@@ -138,7 +138,8 @@ class Feedback:
         bad = ~np.isnan(r) & ((r < 0) | (r > 1))
         if bad.any():
             b, j = np.argwhere(bad)[0]
-            raise ExploRecError(f"reward {r[b, j]!r} at request {b}, position {j} is not in [0, 1]")
+            raise ExploRecError(f"reward {float(r[b, j])!r} at request {int(b)}, position {int(j)} "
+                                "is not in [0, 1]")
 
     def observed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(request row, slate position, reward) for every slot with a known reward."""

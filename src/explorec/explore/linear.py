@@ -96,17 +96,38 @@ class LMFeatures:
 
 
 class TwoTowerFeatures:
-    """x(user, item) = [u_emb * v_emb_i, b_i] from a fitted two-tower model."""
+    """x(user, item) = [u_emb * v_emb_i, b_i] from a fitted two-tower model, per-dimension scaled.
 
-    def __init__(self, model: Any) -> None:
+    Each dimension is divided by its standard deviation over (logged user, item) pairs so the
+    prior ``N(0, I / prior_precision)`` is on a sensible scale; ``prior_scale`` holds the
+    factors that map the raw two-tower logit into these units (the prior mean uses them).
+    """
+
+    def __init__(self, model: Any, seed: int = DEFAULT_SEED) -> None:
         if not hasattr(model, "_user_vectors") or getattr(model, "item_vectors_", None) is None:
             raise ExploRecError("neural-linear needs a fitted two-tower base model "
                                 f"(got {type(model).__name__})")
         self.model = model
+        rng = np.random.default_rng(seed)
+        hist = getattr(model, "history_", None)
+        v = model.item_vectors_
+        if hist is not None and hist.shape[0]:
+            rows = rng.choice(hist.shape[0], min(hist.shape[0], 500), replace=False)
+            u = model._user_vectors(hist[rows])
+        else:
+            u = np.ones((1, v.shape[1]))
+        x = u[rng.integers(0, len(u), 5000)] * v[rng.integers(0, len(v), 5000)]
+        b = model.item_biases_
+        self.scale_ = np.append(x.std(axis=0), b.std()) + 1e-12
 
     @property
     def n_features(self) -> int:
         return int(self.model.item_vectors_.shape[1]) + 1
+
+    @property
+    def prior_scale(self) -> np.ndarray:
+        """Weights reproducing the two-tower logit (u.v + b) on the scaled features."""
+        return self.scale_
 
     def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
                  ) -> np.ndarray:
@@ -114,7 +135,8 @@ class TwoTowerFeatures:
         u = self.model._user_vectors(requests.history)
         v = self.model.item_vectors_[cand]
         b = self.model.item_biases_[cand]
-        return np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)
+        x = np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)
+        return x / self.scale_
 
 
 # ------------------------------------------------------------------ Bayesian linear model
@@ -177,7 +199,7 @@ class _LinearPolicy(BasePolicy):
 
     def _prepare(self) -> None:
         if self.uses_two_tower:
-            self.features: Any = TwoTowerFeatures(self.model)
+            self.features: Any = TwoTowerFeatures(self.model, self.seed)
         else:
             if self.item_vectors is None:
                 raise ExploRecError(f"policy {self.name!r} needs item_vectors (LM item embeddings)")
@@ -186,7 +208,9 @@ class _LinearPolicy(BasePolicy):
         # so a fresh policy starts as greedy and the data takes over (see module docstring)
         mu0 = np.zeros(self.features.n_features + self.n_positions)
         if self.uses_two_tower:
-            mu0[: self.features.n_features] = self.base_weight
+            # logit std is ~sqrt(sum(scale^2)); base_weight reward per unit of that std
+            w = self.features.prior_scale
+            mu0[: self.features.n_features] = self.base_weight * w / np.sqrt((w ** 2).sum())
         else:
             mu0[0] = self.base_weight
         self.linear = BayesianLinear(len(mu0), self.prior_precision, mu0)
