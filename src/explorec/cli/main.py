@@ -361,6 +361,8 @@ def ope(
                            ] = 1000,
     reverse: Annotated[bool, typer.Option("--reverse/--no-reverse",
                                           help="Also estimate the other direction.")] = True,
+    reward_model: Annotated[str, typer.Option(
+        "--reward-model", help="Reward model for DM/DR: logistic | gbdt.")] = "logistic",
     seed: SeedOpt = 2020,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")
                          ] = None,
@@ -387,6 +389,7 @@ def ope(
                                else None)
                 reports.append(evaluate_obd(campaign, b, e, estimators=names, n_sim=n_sim,
                                             n_bootstrap=n_bootstrap, seed=seed,
+                                            reward_model=reward_model,
                                             progress=lambda m, t=t: p.advance(t, m)))
                 p.update(t, total=1, completed=1) if e != "bts" else None
     except (ExploRecError, ValueError) as err:

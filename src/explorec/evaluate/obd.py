@@ -10,8 +10,8 @@ import numpy as np
 
 from explorec.evaluate.ope import (
     ESTIMATORS,
+    REWARD_MODELS,
     LoggedData,
-    LogisticRewardModel,
     bts_action_distribution,
     estimate_policy_value,
 )
@@ -36,7 +36,7 @@ def policy_action_distribution(policy: str, campaign: str, n_actions: int, n_pos
 
 def evaluate_obd(campaign: str = "all", behavior: str = "random", evaluation: str = "bts", *,
                  estimators: tuple[str, ...] = ESTIMATORS, n_sim: int = 1_000_000,
-                 n_bootstrap: int = 1000, seed: int = 2020,
+                 n_bootstrap: int = 1000, seed: int = 2020, reward_model: str = "logistic",
                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Estimate ``evaluation``'s CTR from ``behavior``'s logs; the ground truth is the CTR of
     ``evaluation``'s own log of the same campaign."""
@@ -52,7 +52,9 @@ def evaluate_obd(campaign: str = "all", behavior: str = "random", evaluation: st
     dist_s = time.perf_counter() - t
     data = LoggedData(logs.action, logs.reward, logs.pscore, logs.position, logs.context)
     action_dist = np.broadcast_to(dist[None], (len(data), *dist.shape))
-    q_hat = LogisticRewardModel().fit(data, logs.n_actions, logs.n_positions).predict_all(
+    if reward_model not in REWARD_MODELS:
+        raise ValueError(f"unknown reward model {reward_model!r}; known: {', '.join(REWARD_MODELS)}")
+    q_hat = REWARD_MODELS[reward_model]().fit(data, logs.n_actions, logs.n_positions).predict_all(
         logs.context)
     estimates = estimate_policy_value(data, action_dist, estimators=estimators, q_hat=q_hat,
                                       ground_truth=truth, n_bootstrap=n_bootstrap, seed=seed)
@@ -61,5 +63,5 @@ def evaluate_obd(campaign: str = "all", behavior: str = "random", evaluation: st
         "rows": len(data), "clicks": int(logs.reward.sum()), "behavior_ctr": logs.ctr,
         "ground_truth": truth, "action_dist_seconds": dist_s,
         "action_dist_simulations": n_sim if evaluation == "bts" else 0,
-        "estimates": [e.to_dict() for e in estimates], "seed": seed,
+        "estimates": [e.to_dict() for e in estimates], "seed": seed, "reward_model": reward_model,
     }
