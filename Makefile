@@ -1,5 +1,5 @@
 # explorec: two commands on a fresh machine.
-#   make quickstart   set up .venv, fetch ML-100K, train + evaluate the baselines, write reports/quickstart/
+#   make quickstart   set up .venv, fetch ML-100K, train + evaluate, OPE on OBD, a short bandit simulation -> reports/quickstart/
 #   make test         set up .venv, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -33,7 +33,10 @@ quickstart: $(STAMP)
 		--json reports/quickstart/cold_items.json --markdown reports/quickstart/cold_items.md
 	$(BIN)/explorec ope --dataset obd --campaign all --behavior random --evaluation bts \
 		--json reports/quickstart/ope_obd.json --markdown reports/quickstart/ope_obd.md
-	@echo "Reports in reports/quickstart/: leaderboard.md (warm), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation)"
+	$(BIN)/explorec simulate --dataset ml-100k --policies greedy,egreedy,ts,lints --rounds 5000 \
+		--slate-size 5 --seeds 1 --seed 2020 --json reports/quickstart/simulation.json \
+		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
+	@echo "Reports in reports/quickstart/: leaderboard.md (warm), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -47,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py --seeds 2020,2021,2022 --output benchmarks/results
 	$(BIN)/python benchmarks/encoders.py --output benchmarks/results
 	$(BIN)/python benchmarks/training_overhead.py --steps 300 --output benchmarks/results
+	$(BIN)/python benchmarks/simulation.py --rounds 50000 --seeds 2020,2021,2022 --output benchmarks/results
 
 
 clean:

@@ -109,3 +109,12 @@ def test_cli_simulate_rejects_unknown_policy() -> None:
     res = CliRunner().invoke(app, ["simulate", "--policies", "greedy,bogus", "--rounds", "10"])
     assert res.exit_code != 0
     assert "bogus" in res.output
+
+
+def test_neural_linear_uses_two_tower_embeddings_on_any_base(env, base, ml100k) -> None:  # type: ignore[no-untyped-def]
+    rep = fit_base_model(env, ml100k, "two-tower", seed=2020,
+                         params={"epochs": 2, "progress": False})
+    policy = make_policy("neural-linear", env, base, seed=2020, representation=rep)
+    assert policy.features.n_features == rep.item_vectors_.shape[1] + 2
+    res = run_policy(env, policy, base, rounds=1000, slate_size=5, seed=2020)
+    assert res.cumulative_reward > 0 and policy.linear.n == 5000

@@ -29,8 +29,9 @@ def simulate_command(
     seed: Annotated[int, typer.Option("--seed", help="First seed; repetitions use seed, seed+1, ...")
                     ] = 2020,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Base recommender (default: two-tower if neural-linear runs, else ease).")
-    ] = "auto",
+        "--model", "-m", help="Base recommender for candidates and greedy scores (any that scores "
+        "histories: ease, itemknn, pop, content, two-tower).")
+    ] = "ease",
     encoder: Annotated[str, typer.Option("--encoder", help="Item text encoder: minilm | tfidf | PATH.")
                        ] = "minilm",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rounds per learning step.")
@@ -64,9 +65,7 @@ def simulate_command(
         bad = [p for p in params if p not in names]
         if bad:
             raise ValueError(f"--param names policies {bad} that are not in --policies")
-        base = model if model != "auto" else ("two-tower" if "neural-linear" in names else "ease")
-        if "neural-linear" in names and base != "two-tower":
-            raise ValueError("--model: neural-linear needs the two-tower base model")
+        base = model
         results = _run(dataset, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
                        encoder, batch_size, params)
     except (ExploRecError, ValueError, KeyError) as err:

@@ -17,8 +17,8 @@ Features (:class:`LMFeatures`) for LinUCB and linear TS:
 * a position one-hot (learned, so position bias does not leak into item weights; it shifts
   every candidate of a slot equally and so never changes a ranking).
 
-Neural-linear (:class:`NeuralLinearPolicy`, Riquelme et al. 2018) uses the two-tower model's
-learned representations instead: ``x = [u_emb * v_emb_i, b_i]``, a Bayesian head on the
+Neural-linear (:class:`NeuralLinearPolicy`, Riquelme et al. 2018) uses a two-tower model's
+learned representations instead: ``x = [z, u_emb * v_emb_i, b_i]``, a Bayesian head on the
 network's last layer.
 """
 
@@ -96,11 +96,12 @@ class LMFeatures:
 
 
 class TwoTowerFeatures:
-    """x(user, item) = [u_emb * v_emb_i, b_i] from a fitted two-tower model, per-dimension scaled.
+    """x(user, item) = [z, u_emb * v_emb_i, b_i] from a fitted two-tower model.
 
-    Each dimension is divided by its standard deviation over (logged user, item) pairs so the
-    prior ``N(0, I / prior_precision)`` is on a sensible scale; ``prior_scale`` holds the
-    factors that map the raw two-tower logit into these units (the prior mean uses them).
+    ``z`` is the base model's per-request z-score (the base model may be the two-tower itself
+    or another recommender); the embedding features are divided by their standard deviation
+    over (logged user, item) pairs so the prior ``N(0, I / prior_precision)`` has a sensible
+    scale.
     """
 
     def __init__(self, model: Any, seed: int = DEFAULT_SEED) -> None:
@@ -122,21 +123,21 @@ class TwoTowerFeatures:
 
     @property
     def n_features(self) -> int:
-        return int(self.model.item_vectors_.shape[1]) + 1
-
-    @property
-    def prior_scale(self) -> np.ndarray:
-        """Weights reproducing the two-tower logit (u.v + b) on the scaled features."""
-        return self.scale_
+        return int(self.model.item_vectors_.shape[1]) + 2
 
     def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
                  ) -> np.ndarray:
-        cand = requests.candidates if cols is None else np.take_along_axis(requests.candidates, cols, 1)
+        """[z(base score), scaled u_emb * v_emb, scaled item bias] for each candidate."""
+        z = standardize(base, requests.mask)
+        cand = requests.candidates
+        if cols is not None:
+            z = np.take_along_axis(z, cols, axis=1)
+            cand = np.take_along_axis(cand, cols, axis=1)
         u = self.model._user_vectors(requests.history)
         v = self.model.item_vectors_[cand]
         b = self.model.item_biases_[cand]
         x = np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)
-        return x / self.scale_
+        return np.concatenate([z[..., None], x / self.scale_], axis=2)
 
 
 # ------------------------------------------------------------------ Bayesian linear model
@@ -185,6 +186,7 @@ class _LinearPolicy(BasePolicy):
     """Shared plumbing: features, position one-hot, the Bayesian model, state."""
 
     uses_two_tower = False
+    representation: Any = None
 
     def __init__(self, *, dim: int = 16, n_context: int = 0, prior_precision: float = 1.0,
                  base_weight: float = 0.02, n_positions: int = 10, seed: int = DEFAULT_SEED) -> None:
@@ -199,7 +201,8 @@ class _LinearPolicy(BasePolicy):
 
     def _prepare(self) -> None:
         if self.uses_two_tower:
-            self.features: Any = TwoTowerFeatures(self.model, self.seed)
+            rep = self.representation if self.representation is not None else self.model
+            self.features: Any = TwoTowerFeatures(rep, self.seed)
         else:
             if self.item_vectors is None:
                 raise ExploRecError(f"policy {self.name!r} needs item_vectors (LM item embeddings)")
@@ -207,12 +210,7 @@ class _LinearPolicy(BasePolicy):
         # prior mean: the base model's ranking, worth ``base_weight`` reward per unit of score,
         # so a fresh policy starts as greedy and the data takes over (see module docstring)
         mu0 = np.zeros(self.features.n_features + self.n_positions)
-        if self.uses_two_tower:
-            # logit std is ~sqrt(sum(scale^2)); base_weight reward per unit of that std
-            w = self.features.prior_scale
-            mu0[: self.features.n_features] = self.base_weight * w / np.sqrt((w ** 2).sum())
-        else:
-            mu0[0] = self.base_weight
+        mu0[0] = self.base_weight
         self.linear = BayesianLinear(len(mu0), self.prior_precision, mu0)
 
     def _grow(self, n_new: int) -> None:
@@ -255,7 +253,7 @@ class LinUCBPolicy(_LinearPolicy):
     name = "linucb"
     deterministic = True
 
-    def __init__(self, alpha: float = 0.5, *, dim: int = 16, n_context: int = 0,
+    def __init__(self, alpha: float = 0.1, *, dim: int = 16, n_context: int = 0,
                  prior_precision: float = 1.0, base_weight: float = 0.02, n_positions: int = 10,
                  seed: int = DEFAULT_SEED) -> None:
         super().__init__(dim=dim, n_context=n_context, prior_precision=prior_precision,
@@ -306,7 +304,16 @@ class LinTSPolicy(_LinearPolicy):
 
 
 class NeuralLinearPolicy(LinTSPolicy):
-    """Thompson sampling with a Bayesian linear head on the two-tower model's embeddings."""
+    """Thompson sampling with a Bayesian linear head on a two-tower model's embeddings.
+
+    The embeddings come from ``representation`` (a fitted two-tower model, see
+    :meth:`set_representation`), or from the base model when that is a two-tower model.
+    """
 
     name = "neural-linear"
     uses_two_tower = True
+
+    def set_representation(self, model: Any) -> NeuralLinearPolicy:
+        """Use ``model``'s (a fitted two-tower) user and item embeddings; call before prepare."""
+        self.representation = model
+        return self

@@ -58,14 +58,20 @@ class SimulationResult:
 
 
 def make_policy(name: str, env: Environment, base_model: Any, *, seed: int,
-                params: dict[str, Any] | None = None) -> Any:
-    """Create and prepare a registered policy for ``env`` (user features wired to linear ones)."""
+                params: dict[str, Any] | None = None, representation: Any = None) -> Any:
+    """Create and prepare a registered policy for ``env`` (user features wired to linear ones).
+
+    ``representation`` is the fitted two-tower model whose embeddings neural-linear uses
+    (default: the base model).
+    """
     params = dict(params or {})
     sig = inspect.signature(policy_class(name).__init__).parameters
     if "n_context" in sig and name != "neural-linear":
         params.setdefault("n_context", env.user_features.shape[1])
     params.setdefault("seed", seed)
     policy = create_policy(name, **params)
+    if representation is not None and hasattr(policy, "set_representation"):
+        policy.set_representation(representation)
     return policy.prepare(base_model, n_items=env.n_items, item_vectors=env.item_vectors)
 
 
@@ -235,15 +241,24 @@ def simulate(dataset: Any, policies: Sequence[str], *, item_vectors: np.ndarray,
              env_options: dict[str, Any] | None = None,
              progress: Callable[[str, int], None] | None = None,
              on_result: Callable[[SimulationResult], None] | None = None) -> list[SimulationResult]:
-    """Every policy x seed; one environment and one base model per seed, shared by the policies."""
+    """Every policy x seed; one environment and one base model per seed, shared by the policies.
+
+    When neural-linear runs on a base model other than two-tower, a two-tower model is also
+    fit on the logged data of each seed for its embeddings.
+    """
     from explorec.simulate.environment import build_environment
 
     results = []
     for seed in seeds:
         env = build_environment(dataset, item_vectors=item_vectors, seed=seed, **(env_options or {}))
         base = fit_base_model(env, dataset, model, seed=seed, params=model_params)
+        rep = None
+        if "neural-linear" in policies:
+            rep = base if model == "two-tower" else fit_base_model(
+                env, dataset, "two-tower", seed=seed, params={"progress": False})
         for name in policies:
-            policy = make_policy(name, env, base, seed=seed, params=(policy_params or {}).get(name))
+            policy = make_policy(name, env, base, seed=seed, params=(policy_params or {}).get(name),
+                                 representation=rep)
             res = run_policy(env, policy, base, rounds=rounds, slate_size=slate_size, seed=seed,
                              batch_size=batch_size, n_candidates=n_candidates, n_random=n_random,
                              n_fresh=n_fresh,
