@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: quickstart test lint bench clean help venv
+.PHONY: quickstart test lint bench clean help venv redis
 
 help:
 	@echo "make quickstart | make test | make lint | make bench | make clean"
@@ -38,8 +38,13 @@ quickstart: $(STAMP)
 		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
 	@echo "Reports in reports/quickstart/: leaderboard.md (warm), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
 
-test: $(STAMP)
+test: $(STAMP) redis
 	$(BIN)/python -m pytest -q
+
+# The service tests start a real redis-server (Debian package redis-server); apt only when missing.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -51,6 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/encoders.py --output benchmarks/results
 	$(BIN)/python benchmarks/training_overhead.py --steps 300 --output benchmarks/results
 	$(BIN)/python benchmarks/simulation.py --rounds 50000 --seeds 2020,2021,2022 --output benchmarks/results
+	@$(MAKE) --no-print-directory redis
+	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results
 
 
 clean:

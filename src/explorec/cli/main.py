@@ -368,8 +368,29 @@ def ope(
                          ] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")
                              ] = None,
+    log: Annotated[str | None, typer.Option(
+        "--log", help="Evaluate on a service's log instead: its store URL (sqlite:///... | redis://...)."
+    )] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="With --log: the policy to evaluate.")
+                      ] = None,
+    artifact: Annotated[str | None, typer.Option(
+        "--artifact", help="With --log: artifact (default: the one the service last served).")] = None,
+    policy_param: Annotated[list[str] | None, typer.Option(
+        "--policy-param", help="With --log: policy parameter NAME=VALUE.")] = None,
 ) -> None:
-    """Off-policy evaluation: estimate one logged policy's CTR from another policy's logs."""
+    """Off-policy evaluation: estimate one logged policy's CTR from another policy's logs.
+
+    With --log STORE --policy NAME: estimate a candidate policy on the service's own log.
+    """
+    if log is not None:
+        from explorec.cli.service import _kv, ope_from_log
+
+        if not policy:
+            _fail(ValueError("--log needs --policy NAME (the policy to evaluate)"))
+        return ope_from_log(log, str(policy), artifact=artifact,
+                            policy_params=_kv(policy_param, "--policy-param"),
+                            estimators=estimators, n_bootstrap=n_bootstrap, seed=seed,
+                            json_path=json_path, markdown_path=markdown_path)
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.evaluate.obd import evaluate_obd
     from explorec.evaluate.ope import ESTIMATORS
@@ -520,6 +541,9 @@ from explorec.cli.simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
 
+from explorec.cli.service import register as _register_service  # noqa: E402
+
+_register_service(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

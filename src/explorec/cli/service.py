@@ -1,0 +1,210 @@
+"""CLI for the online service: ``explorec train``, ``serve``, ``retrain`` and ``ope --log``.
+
+Registered on the main app by :func:`register`; helpers from :mod:`explorec.cli.main` are
+imported inside the commands (that module imports this one at its end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def _kv(values: list[str] | None, what: str) -> dict[str, Any]:
+    """``name=value`` pairs, values parsed as JSON where they can be."""
+    out: dict[str, Any] = {}
+    for v in values or []:
+        if "=" not in v:
+            raise typer.BadParameter(f"{what} looks like name=value, got {v!r}")
+        k, raw = v.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(raw)
+        except ValueError:
+            out[k.strip()] = raw
+    return out
+
+
+def train(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Artifact directory to write.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered name or a path.")
+                       ] = "ml-100k",
+    model: Annotated[str, typer.Option("--model", help="Model name (see `explorec models`).")] = "ease",
+    policy: Annotated[str, typer.Option("--policy", help="greedy, egreedy, softmax, ucb, ts, linucb, "
+                                        "lints, neural-linear, vw, mmr")] = "egreedy",
+    encoder: Annotated[str, typer.Option("--encoder", help="Item text encoder for non-text models: "
+                                         "minilm or tfidf.")] = "minilm",
+    vector_dim: Annotated[int, typer.Option("--vector-dim", min=0, help="PCA size of the stored item "
+                                            "vectors (0 = keep the encoder's).")] = 64,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter NAME=VALUE.")
+                     ] = None,
+    policy_param: Annotated[list[str] | None, typer.Option(
+        "--policy-param", help="Policy parameter NAME=VALUE (e.g. epsilon=0.1).")] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        "--dataset-option", help="Loader option NAME=VALUE (e.g. n_items=100000 for synthetic).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 2020,
+) -> None:
+    """Train a model on a whole dataset and package it with item vectors, catalog and policy."""
+    from explorec.cli.main import _fail, console, out
+    from explorec.data import load_dataset
+    from explorec.errors import ExploRecError
+    from explorec.serve.artifact import train_artifact
+
+    try:
+        ds = load_dataset(dataset, **_kv(dataset_option, "--dataset-option"))
+        path = train_artifact(output, dataset=ds, model=model, policy=policy, encoder=encoder,
+                              vector_dim=vector_dim, model_params=_kv(param, "--param"),
+                              policy_params=_kv(policy_param, "--policy-param"), seed=seed,
+                              progress=lambda m: console.print(m))
+        from explorec.serve.artifact import load_service_artifact
+
+        art = load_service_artifact(path)
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    out.print(f"wrote service artifact {path} (id {art.artifact_id}): {art.manifest['model']} + "
+              f"{art.policy_name}, {art.n_items} items, vectors {art.item_vectors.shape[1]}-d "
+              f"({art.encoder_name})")
+
+
+def serve(
+    artifact: Annotated[str | None, typer.Option("--artifact", "-a", help="Service artifact directory "
+                                                 "(or EXPLOREC_ARTIFACT).")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="sqlite:///PATH (embedded, default sqlite:///explorec-service.db) or "
+        "redis://HOST:PORT/DB (shared); or EXPLOREC_STORE.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Bind address; non-loopback needs API keys.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes (share the store).")
+                       ] = 1,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
+                                             help="Log each request line (never headers or keys).")
+                          ] = False,
+) -> None:
+    """Serve the rank/reward API (FastAPI + uvicorn; OpenAPI at /docs).
+
+    API keys come from EXPLOREC_READ_KEYS and EXPLOREC_WRITE_KEYS (comma-separated); other
+    settings from the EXPLOREC_* variables described in docs/service.md.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # before numpy/scipy start their thread pools
+    from explorec.cli.main import _fail
+    from explorec.errors import ExploRecError
+    from explorec.serve.config import ServiceConfig
+    from explorec.serve.server import run
+
+    try:
+        config = ServiceConfig.from_env(artifact=artifact, store=store)
+        run(config, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+    except ExploRecError as e:
+        _fail(e)
+
+
+def retrain(
+    from_log: Annotated[str, typer.Option("--from-log", help="Store URL of the service's log.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New artifact directory.")],
+    artifact: Annotated[str | None, typer.Option(
+        "--artifact", "-a", help="Base artifact (default: the one the service last served).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model (default: the base's).")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="Policy (default: the base's).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter NAME=VALUE.")
+                     ] = None,
+    policy_param: Annotated[list[str] | None, typer.Option("--policy-param",
+                                                           help="Policy parameter NAME=VALUE.")] = None,
+    replay: Annotated[bool, typer.Option("--replay/--no-replay",
+                                         help="Warm-start the new policy on every logged reward.")
+                      ] = True,
+) -> None:
+    """Train a new artifact on the base artifact's data plus every logged interaction and item."""
+    from explorec.cli.main import _fail, console, out
+    from explorec.errors import ExploRecError
+    from explorec.serve.artifact import load_service_artifact, retrain_from_log
+    from explorec.serve.stores import open_store
+
+    try:
+        st = open_store(from_log)
+        try:
+            base = artifact or st.meta_get("artifact_path")
+            if not base:
+                raise ExploRecError("no --artifact given and the store does not name one")
+            path = retrain_from_log(st, output, base=base, model=model, policy=policy,
+                                    model_params=_kv(param, "--param") if param else None,
+                                    policy_params=_kv(policy_param, "--policy-param") if policy_param
+                                    else None, replay=replay, progress=lambda m: console.print(m))
+        finally:
+            st.close()
+        art = load_service_artifact(path)
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    out.print(f"wrote {path} (id {art.artifact_id}): {art.n_items} items, "
+              f"{art.manifest['n_interactions']} interactions, "
+              f"{art.manifest.get('replayed_rewards', 0)} rewards replayed; hot-swap it with "
+              "POST /v1/admin/reload or SIGHUP")
+
+
+def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: dict[str, Any],
+                 estimators: str, n_bootstrap: int, seed: int, json_path: Path | None,
+                 markdown_path: Path | None) -> None:
+    """``explorec ope --log STORE --policy NAME``: evaluate a policy on the service's log."""
+    from rich.table import Table
+
+    from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.cli.main import _fail, _parse_list, console, out
+    from explorec.errors import ExploRecError
+    from explorec.serve.artifact import load_service_artifact
+    from explorec.serve.ope_log import LOG_ESTIMATORS, evaluate_log
+    from explorec.serve.stores import open_store
+
+    try:
+        names = tuple(_parse_list(estimators, "estimator"))
+        names = tuple(n for n in names if n in LOG_ESTIMATORS) or LOG_ESTIMATORS
+        st = open_store(log)
+        try:
+            base = artifact or st.meta_get("artifact_path")
+            if not base:
+                raise ExploRecError("no --artifact given and the store does not name one")
+            art = load_service_artifact(base)
+            report = evaluate_log(st, art, policy, policy_params=policy_params, estimators=names,
+                                  n_bootstrap=n_bootstrap, seed=seed)
+        finally:
+            st.close()
+    except (ExploRecError, ValueError) as e:
+        _fail(e)
+    report["command"] = "explorec " + shlex.join(sys.argv[1:])
+    table = Table(title=f"OPE of {policy} on the service log ({report['rows']} shown slots, "
+                        f"{report['events']} slates)")
+    for c in ("estimator", "estimate", "95% CI"):
+        table.add_column(c, justify="left" if c == "estimator" else "right")
+    for e in report["estimates"]:
+        table.add_row(e["estimator"], f"{e['estimate']:.5f}", f"[{e['ci_low']:.5f}, {e['ci_high']:.5f}]")
+    out.print(table)
+    if report["logged_value"] is not None:
+        out.print(f"logged policy {report['logging_policy']}: mean reward per slot "
+                  f"{report['logged_value']:.5f}; skipped slates: {report['skipped_events']}")
+    if json_path:
+        atomic_write_json(json_path, report)
+        console.print(f"wrote {json_path}")
+    if markdown_path:
+        lines = [f"# OPE of `{policy}` on the service log", "",
+                 f"Store {report['store']}, artifact {report['artifact']} (logging policy "
+                 f"{report.get('logging_policy')}), {report['events']} slates, {report['rows']} shown "
+                 f"slots, logged mean reward {report['logged_value']}.", "",
+                 "| estimator | estimate | 95% CI |", "|---|---:|---:|"]
+        lines += [f"| {e['estimator']} | {e['estimate']:.5f} | [{e['ci_low']:.5f}, {e['ci_high']:.5f}] |"
+                  for e in report["estimates"]]
+        atomic_write_text(markdown_path, "\n".join(lines) + "\n")
+        console.print(f"wrote {markdown_path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to the ``explorec`` app."""
+    app.command("train")(train)
+    app.command("serve")(serve)
+    app.command("retrain")(retrain)

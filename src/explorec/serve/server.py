@@ -1,0 +1,113 @@
+"""Run the service with uvicorn: ``explorec serve`` or ``python -m explorec.serve``.
+
+Without API keys the server refuses any address but loopback and says so at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from explorec.errors import ExploRecError
+from explorec.serve.config import LOOPBACK, ServiceConfig
+from explorec.serve.stores import redact_url
+
+log = logging.getLogger("explorec.serve")
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(config: ServiceConfig, host: str) -> str:
+    """The start-up notice about keys and binding; raises when an open bind has no keys."""
+    if config.auth_enabled:
+        return (f"API keys: {len(config.read_keys)} read, {len(config.write_keys)} write "
+                "(X-API-Key header)")
+    if not is_loopback(host):
+        raise ExploRecError(f"refusing to bind {host}: no API keys are configured. Set "
+                            "EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS, or bind 127.0.0.1")
+    return ("no API keys configured (EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS): binding to "
+            f"loopback {host} only; every local caller may read and write")
+
+
+def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        log_level: str = "info", access_log: bool = False) -> None:
+    """Serve until interrupted. ``workers > 1`` starts processes that share the store."""
+    import uvicorn
+
+    notice = check_bind(config, host)
+    from explorec.serve.engine import single_threaded_blas
+
+    single_threaded_blas()
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"explorec serve: {notice}", file=sys.stderr, flush=True)
+    print(f"explorec serve: artifact {config.artifact}, store {redact_url(config.store)}, "
+          f"http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr, flush=True)
+    if workers > 1:
+        # workers re-create the app from the environment (keys stay in the environment only)
+        os.environ["EXPLOREC_ARTIFACT"] = str(config.artifact)
+        os.environ["EXPLOREC_STORE"] = config.store
+        os.environ["EXPLOREC_MAX_BODY"] = str(config.max_body_bytes)
+        os.environ["EXPLOREC_POOL_SIZE"] = str(config.engine.pool_size)
+        os.environ["EXPLOREC_REWARD_WINDOW"] = str(config.engine.reward_window_s)
+        os.environ["EXPLOREC_SNAPSHOT_EVERY"] = str(config.engine.snapshot_every)
+        uvicorn.run("explorec.serve.app:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, access_log=access_log)
+        return
+    from explorec.serve.app import create_app
+
+    app = create_app(config)
+    _warn_weak_redis(app)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                timeout_graceful_shutdown=30)
+
+
+def _warn_weak_redis(app: object) -> None:
+    store = app.state.service.store  # type: ignore[attr-defined]
+    durability = getattr(store, "durability", None)
+    if durability is None:
+        return
+    cfg = durability()
+    if cfg.get("appendonly") != "yes" or cfg.get("appendfsync") != "always":
+        print("explorec serve: warning: Redis runs with appendonly="
+              f"{cfg.get('appendonly')!r}, appendfsync={cfg.get('appendfsync')!r}; acknowledged "
+              "writes survive a Redis crash only with appendonly yes + appendfsync always",
+              file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    p = argparse.ArgumentParser(prog="python -m explorec.serve", description=__doc__)
+    p.add_argument("--artifact", default=None, help="service artifact (or EXPLOREC_ARTIFACT)")
+    p.add_argument("--store", default=None, help="sqlite:///PATH or redis://HOST:PORT/DB "
+                                                 "(or EXPLOREC_STORE)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--log-level", default="warning")
+    p.add_argument("--access-log", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        config = ServiceConfig.from_env(artifact=a.artifact, store=a.store)
+        run(config, host=a.host, port=a.port, workers=a.workers, log_level=a.log_level,
+            access_log=a.access_log)
+    except ExploRecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
