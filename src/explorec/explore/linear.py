@@ -293,10 +293,11 @@ class LinTSPolicy(_LinearPolicy):
     def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         base = self.base_scores(requests)
         X = self.features(requests, base)  # (B, C, d)
-        b = len(requests)
-        theta = self._weights(self.linear.sample(b * self.n_draws, self.scale, self.rng))
-        theta = theta.reshape(b, self.n_draws, -1)  # (B, m, d)
-        draws = np.matmul(theta, X.transpose(0, 2, 1))  # (B, m, C)
+        b, c, d = X.shape
+        # the m posterior draws are shared by the batch's requests (one BLAS product); each
+        # request shows the top-k of one of them, so its logged propensities stay exact
+        theta = self._weights(self.linear.sample(self.n_draws, self.scale, self.rng))  # (m, d)
+        draws = (X.reshape(b * c, d) @ theta.T).reshape(b, c, self.n_draws).transpose(0, 2, 1)
         draws = np.where(requests.mask[:, None, :], draws, -np.inf)
         pos, dist = sampled_slates(draws, k, self.rng)
         mean = X @ self._weights(self.linear.mean)

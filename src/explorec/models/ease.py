@@ -33,7 +33,8 @@ class EASE(BaseRecommender):
         P = scipy.linalg.cho_solve((c, low), np.eye(G.shape[0]), check_finite=False)
         B = -P / np.diag(P)[None, :]
         B[np.diag_indices_from(B)] = 0.0
-        self.weights_ = B.astype(np.float32)
+        # C order: sparse @ dense products ravel the dense side, which copies an F-ordered array
+        self.weights_ = np.ascontiguousarray(B, dtype=np.float32)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_items_ is not None and self.weights_ is not None

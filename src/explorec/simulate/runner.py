@@ -127,7 +127,8 @@ def _run_policy(env: Environment, policy: Any, base_model: Any, *, rounds: int, 
         users = users_seq[t0:t1]
         b = len(users)
         rows = np.arange(b)
-        H = sp.csr_matrix(seen[users].astype(np.float32))
+        h_rows, h_cols = np.nonzero(seen[users])
+        H = sp.csr_matrix((np.ones(len(h_rows), np.float32), (h_rows, h_cols)), shape=(b, n_items))
         base_full = np.asarray(base_model.score_history(H), dtype=np.float64)
         eligible = (release <= t0)[None, :] & ~seen[users]
         top, v_top = _select(np.where(eligible, base_full, -np.inf), n_candidates)
