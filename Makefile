@@ -26,7 +26,7 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/explorec data fetch ml-100k
 	$(BIN)/explorec evaluate --dataset ml-100k --split ratio --seed 2020 \
-		--models random,pop,itemknn,userknn,ease,hybrid --k 10,20 \
+		--models random,pop,itemknn,userknn,ease,slim,ials,hybrid --k 10,20 \
 		--json reports/quickstart/leaderboard.json --markdown reports/quickstart/leaderboard.md
 	$(BIN)/explorec evaluate --dataset ml-100k --split cold-items --seed 2020 \
 		--models random,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py --seeds 2020,2021,2022 --output benchmarks/results
 	$(BIN)/python benchmarks/encoders.py --output benchmarks/results
 	$(BIN)/python benchmarks/training_overhead.py --steps 300 --output benchmarks/results
+	$(BIN)/python benchmarks/zoo.py --seeds 2020,2021,2022 --output benchmarks
 	$(BIN)/python benchmarks/simulation.py --rounds 50000 --seeds 2020,2021,2022 --output benchmarks/results
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results

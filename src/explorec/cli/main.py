@@ -541,6 +541,11 @@ from explorec.cli.simulate import register as _register_simulate  # noqa: E402
 
 _register_simulate(app)
 
+from explorec.cli.tune import register as _register_tune  # noqa: E402
+
+_register_tune(app)
+
+
 from explorec.cli.service import register as _register_service  # noqa: E402
 
 _register_service(app)

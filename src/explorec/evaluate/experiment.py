@@ -69,6 +69,10 @@ def run_evaluation(
             if n == 0:
                 parts[part] = {}
                 continue
+            if part == "test" and getattr(model, "sequential", False):
+                # next-item models read the validation items as the latest context of the
+                # test items (RecBole's protocol for sequential models); no retraining
+                model.extend_history(split.valid)
             t = progress.add_task(f"{part} {name}", total=n) if progress else None
             adv = (lambda m, t=t: progress.advance(t, m)) if progress else None
             parts[part] = evaluate_model(model, split, part=part, ks=tuple(ks),

@@ -26,6 +26,31 @@ _MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
                   "LM item tower + attention user tower, in-batch softmax with logQ"),
     "hybrid": ("explorec.models.hybrid:HybridRecommender", {},
                "CF scores (ease by default) blended with LM content, weight chosen on validation"),
+    # model zoo (issue 6): defaults tuned on validation NDCG@10, seed 2020 (docs/models.md)
+    # ials: a hand grid, then explorec tune --model ials --trials 30: no trial beat these
+    "ials": ("explorec.models.ials:IALS",
+             {"factors": 128, "alpha": 5.0, "reg": 2.0, "reg_exponent": 0.5, "iterations": 15},
+             "implicit-feedback ALS, vectorised CG solves"),
+    # explorec tune --model rp3beta --trials 40 (benchmarks/results/tuning/rp3beta.json)
+    "rp3beta": ("explorec.models.rp3beta:RP3beta",
+                {"alpha": 0.7355, "beta": 0.5541, "k": 221, "normalize": True},
+                "item-user-item random walk, popularity penalty"),
+    # slim, bpr: explorec tune --trials 20 found nothing better than the class defaults
+    "slim": ("explorec.models.slim:SLIM", {}, "SLIM elastic net, all items at once by ADMM"),
+    "bpr": ("explorec.models.bpr:BPR", {}, "BPR matrix factorisation, sampled negatives"),
+    # explorec tune --model multvae --trials 20 --timeout 900 (benchmarks/results/tuning/)
+    "multvae": ("explorec.models.multvae:MultVAE",
+                {"hidden": 600, "latent": 32, "dropout": 0.5, "anneal_cap": 0.84, "lr": 5.2e-4,
+                 "batch_size": 64},
+                "variational autoencoder, multinomial likelihood"),
+    # lightgcn, neumf, cfgan, gru4rec, sasrec: class defaults chosen from a few validation runs
+    "lightgcn": ("explorec.models.lightgcn:LightGCN", {}, "linear graph convolution, BPR loss"),
+    "neumf": ("explorec.models.neumf:NeuMF", {}, "GMF + MLP, pointwise loss with sampled negatives"),
+    "cfgan": ("explorec.models.cfgan:CFGAN", {}, "GAN: generator of purchase vectors vs discriminator"),
+    "gan-augment": ("explorec.models.gan_augment:GanAugmented", {},
+                    "a model (ease by default) fitted on CFGAN-augmented data for sparse users"),
+    "gru4rec": ("explorec.models.gru4rec:GRU4Rec", {}, "next-item GRU over the user's sequence"),
+    "sasrec": ("explorec.models.sasrec:SASRec", {}, "next-item causal self-attention (Transformer)"),
 }
 
 

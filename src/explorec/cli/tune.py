@@ -1,0 +1,89 @@
+"""``explorec tune``: Optuna search of a model's parameters on validation NDCG@10."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from explorec.errors import ExploRecError
+
+console = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 140)
+
+
+def tune(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Optuna trials.")] = 30,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset or path.")
+                       ] = "ml-100k",
+    split: Annotated[str | None, typer.Option(
+        "--split", help="ratio | loo | temporal | cold-items (default: loo for next-item "
+        "models, ratio otherwise).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the sampler and the "
+                                      "models.")] = 2020,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after this many "
+                                                  "seconds (finishing the running trial).")
+                       ] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Fix a parameter in every trial: NAME=VALUE (repeatable).")] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Write the result (default benchmarks/results/tuning/MODEL.json when "
+        "that folder exists).")] = None,
+) -> None:
+    """Tune a model on validation NDCG@10 (seeded TPE; trial 0 is the current defaults)."""
+    from explorec._io import atomic_write_json
+    from explorec.data import load_dataset, make_split
+    from explorec.evaluate.tuning import default_split_for, tune_model
+    from explorec.models.registry import model_class
+    from explorec.report import environment
+
+    try:
+        model_class(model)
+        fixed: dict[str, Any] = {}
+        for v in param or []:
+            if "=" not in v:
+                raise ValueError(f"--param looks like NAME=VALUE, got {v!r}")
+            k, raw = v.split("=", 1)
+            try:
+                fixed[k] = json.loads(raw)
+            except ValueError:
+                fixed[k] = raw
+        split_name = split or default_split_for(model)
+        ds = load_dataset(dataset)
+        sp = make_split(ds.interactions, split_name, seed=seed)
+
+        def report(n: int, value: float, params: dict[str, Any]) -> None:
+            console.print(f"trial {n:3d}  valid ndcg@10 {value:.4f}  {json.dumps(params)}")
+
+        result = tune_model(model, sp, trials=trials, seed=seed, catalog=ds.catalog,
+                            fixed=fixed, timeout=timeout, callback=report)
+    except (ExploRecError, ValueError, ImportError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(code=2) from e
+    result.update({"dataset": ds.name, "command": "explorec " + shlex.join(sys.argv[1:]),
+                   "environment": environment()})
+    table = Table(title=f"tuned {model} on {ds.name} ({split_name}, seed {seed})")
+    for c in ("", "valid ndcg@10", "parameters"):
+        table.add_column(c)
+    table.add_row("defaults", f"{result['default_value']:.4f}", "")
+    table.add_row("best", f"{result['best_value']:.4f}", json.dumps(result["best_params"]))
+    out.print(table)
+    target = json_path
+    default_dir = Path("benchmarks/results/tuning")
+    if target is None and default_dir.is_dir():
+        target = default_dir / f"{model}.json"
+    if target is not None:
+        atomic_write_json(target, result)
+        console.print(f"wrote {target}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tune`` to the ``explorec`` command line."""
+    app.command("tune")(tune)

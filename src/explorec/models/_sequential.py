@@ -1,0 +1,215 @@
+"""Shared machinery of the next-item (sequential) models: time-ordered sequences, training
+windows, full-softmax cross-entropy at every position, scoring from the latest items.
+
+A sequential model's net maps a right-padded batch of item sequences ``(B, L)`` (padding id
+``n_items``) to hidden states ``(B, L, d)``; ``net.output()`` gives the output item embeddings
+``(n_items, d)`` and biases (or None), and the logits of position ``t`` (``h_t . e_i + b_i``)
+score the item that follows the first ``t + 1`` items. Training uses every position of every
+window (causal), so one epoch shows each training transition once. The loss is the softmax
+cross-entropy over all items (``loss="ce"``) or over the target and ``n_negatives`` uniformly
+sampled items shared by the batch (``loss="sampled"``, several times cheaper per step on CPU
+when the catalog is much larger than the sample).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from explorec.errors import ExploRecError
+from explorec.models._neural import TorchRecommender, time_ordered_matrix
+
+
+def training_windows(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each row's time-ordered items into (input, target) windows of ``max_len``.
+
+    Transition ``k`` of a row (input item ``k - 1``, target item ``k``) goes to window
+    ``(L - 1 - k) // max_len`` counted from the row's end, so the most recent transitions
+    share a window with the longest context. Returns right-padded ``inputs`` and ``targets``
+    (padding ``n_items`` and ``-100``), both ``(n_windows, max_len)``.
+    """
+    n_items = seq.shape[1]
+    lengths = np.diff(seq.indptr)
+    n_trans = np.maximum(lengths - 1, 0)
+    n_win = -(-n_trans // max_len)  # ceil
+    win_start = np.r_[0, np.cumsum(n_win)][:-1]
+    rows = np.repeat(np.arange(seq.shape[0]), n_trans)
+    k = np.arange(n_trans.sum()) - np.repeat(np.cumsum(n_trans) - n_trans, n_trans) + 1
+    L = lengths[rows]
+    back = L - 1 - k  # 0 for the last transition
+    window = win_start[rows] + back // max_len
+    # within a window, transitions are in time order from column 0; the last window of a row
+    # (its oldest transitions) may be shorter
+    win_len = np.minimum(max_len, n_trans[rows] - (back // max_len) * max_len)
+    col = win_len - 1 - back % max_len
+    base = seq.indptr[rows]
+    inputs = np.full((int(n_win.sum()), max_len), n_items, dtype=np.int64)
+    targets = np.full((int(n_win.sum()), max_len), -100, dtype=np.int64)
+    inputs[window, col] = seq.indices[base + k - 1]
+    targets[window, col] = seq.indices[base + k]
+    return inputs, targets
+
+
+def right_padded_last(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's last ``max_len`` items in time order from column 0, right-padded with
+    ``n_items``; plus the number of items kept per row."""
+    n_items = seq.shape[1]
+    lengths = np.minimum(np.diff(seq.indptr), max_len)
+    out = np.full((seq.shape[0], max_len), n_items, dtype=np.int64)
+    rows = np.repeat(np.arange(seq.shape[0]), lengths)
+    offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, offs] = seq.indices[np.repeat(seq.indptr[1:] - lengths, lengths) + offs]
+    return out, lengths
+
+
+class SequentialRecommender(TorchRecommender):
+    """Base of the next-item models (``gru4rec``, ``sasrec``).
+
+    The user's sequence (``sequences_``: training interactions in time order, plus anything
+    added by :meth:`extend_history`) is the model's input; ``score`` gives the next-item
+    logits after each user's latest ``max_len`` items.
+    """
+
+    sequential = True
+    _state_names = ("seq_items_", "seq_indptr_")
+    max_len: int
+    batch_size: int
+    loss: str
+    n_negatives: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq_items_: np.ndarray | None = None
+        self.seq_indptr_: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ sequences
+    def _sequences(self) -> sp.csr_matrix:
+        if self.seq_items_ is None or self.seq_indptr_ is None:
+            raise ExploRecError(f"{self.name} has no user sequences; fit it first")
+        n = len(self.seq_items_)
+        return sp.csr_matrix((np.ones(n, np.float32), self.seq_items_, self.seq_indptr_),
+                             shape=(len(self.seq_indptr_) - 1, self.n_items))
+
+    def extend_history(self, interactions: Any) -> None:
+        """Append later interactions (e.g. a split's validation part) to the users' sequences,
+        in time order, without retraining; they also count as seen for ``recommend``.
+
+        This is how the test part of a leave-one-out split is scored (RecBole's protocol for
+        sequential models): the validation item is the latest context of the test item.
+        """
+        seq = self._sequences()
+        extra = time_ordered_matrix(interactions)
+        if extra.shape != seq.shape:
+            raise ExploRecError(f"interactions cover {extra.shape}, the model {seq.shape}")
+        old_rows = np.repeat(np.arange(seq.shape[0]), np.diff(seq.indptr))
+        new_rows = np.repeat(np.arange(seq.shape[0]), np.diff(extra.indptr))
+        rows = np.concatenate([old_rows, new_rows])
+        items = np.concatenate([seq.indices, extra.indices]).astype(np.int64)
+        rank = np.arange(len(rows))  # old before new, each in time order
+        order = np.lexsort((rank, rows))
+        self.seq_items_ = items[order]
+        self.seq_indptr_ = np.r_[0, np.cumsum(np.bincount(rows, minlength=seq.shape[0]))
+                                 ].astype(np.int64)
+        X = self._check_fitted()
+        self.user_items_ = ((X + extra) > 0).astype(np.float32).tocsr()
+
+    # ------------------------------------------------------------------ training
+    def _check_sequence_params(self) -> None:
+        self._check_training_params()
+        if int(self.max_len) < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len!r}")
+        if self.loss not in ("ce", "sampled"):
+            raise ValueError(f"loss must be 'ce' or 'sampled', not {self.loss!r}")
+        if int(self.n_negatives) < 1:
+            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives!r}")
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        import torch
+
+        from explorec.train import seed_everything
+
+        self._check_sequence_params()
+        inputs = self._inputs
+        assert inputs is not None
+        seq = time_ordered_matrix(inputs.train)
+        self.seq_items_ = seq.indices.astype(np.int64)
+        self.seq_indptr_ = seq.indptr.astype(np.int64)
+        seed_everything(int(self.seed))
+        dev = self._torch_device()
+        net = self._build_net().to(dev)
+        win_in, win_tg = training_windows(seq, int(self.max_len))
+        if len(win_in) == 0:
+            raise ExploRecError(f"{self.name} needs users with at least two interactions")
+        t_in = torch.as_tensor(win_in, device=dev)
+        t_tg = torch.as_tensor(win_tg, device=dev)
+        bs = int(self.batch_size)
+
+        def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+            order = torch.as_tensor(rng.permutation(len(win_in)), device=dev)
+            for s in range(0, len(order), bs):
+                idx = order[s:s + bs]
+                x, y = t_in[idx], t_tg[idx]
+                width = int((y != -100).sum(1).max())  # trim the batch's common padding
+                yield x[:, :width], y[:, :width]
+
+        n_items = X.shape[1]
+        n_neg = int(self.n_negatives)
+        sampled = self.loss == "sampled" and n_neg < n_items
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(self.seed))
+
+        def step(batch):  # type: ignore[no-untyped-def]
+            x, y = batch
+            keep = y != -100
+            h = net(x)[keep]
+            target = y[keep]
+            E, b = net.output()
+            if not sampled:
+                logits = h @ E.T + (b if b is not None else 0.0)
+                return torch.nn.functional.cross_entropy(logits, target)
+            neg = torch.randint(0, n_items, (n_neg,), generator=gen, device=dev)
+            pos_logit = (h * E[target]).sum(-1, keepdim=True)
+            neg_logit = h @ E[neg].T
+            if b is not None:
+                pos_logit = pos_logit + b[target][:, None]
+                neg_logit = neg_logit + b[neg][None, :]
+            neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], -1e9)
+            logits = torch.cat([pos_logit, neg_logit], 1)
+            return torch.nn.functional.cross_entropy(
+                logits, torch.zeros(len(target), dtype=torch.long, device=dev))
+
+        self._train(net, batches, step, n_batches=int(np.ceil(len(win_in) / bs)))
+
+    # ------------------------------------------------------------------ scoring
+    def _score_padded(self, padded: np.ndarray, lengths: np.ndarray, dev: Any) -> Any:
+        import torch
+
+        out = []
+        for s in range(0, len(padded), 512):
+            x = torch.as_tensor(padded[s:s + 512], device=dev)
+            n = torch.as_tensor(lengths[s:s + 512], device=dev)
+            width = max(1, int(n.max()) if len(n) else 1)
+            h = self.net_(x[:, :width])
+            last = h[torch.arange(len(x), device=dev), (n - 1).clamp(min=0)]
+            E, b = self.net_.output()
+            logits = last @ E.T + (b if b is not None else 0.0)
+            # users without any history: popularity-free uniform scores
+            out.append(torch.where((n > 0)[:, None], logits, torch.zeros_like(logits)))
+        return torch.cat(out) if out else torch.zeros((0, self.n_items), device=dev)
+
+    def _score_tensor(self, users: Any) -> Any:
+        seq = self._sequences()[users.cpu().numpy()]
+        padded, lengths = right_padded_last(seq, int(self.max_len))
+        return self._score_padded(padded, lengths, users.device)
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores after each row's items, taken in the row's stored column order as time."""
+        import torch
+
+        padded, lengths = right_padded_last(sp.csr_matrix(history), int(self.max_len))
+        dev = next(self.net_.parameters()).device
+        self.net_.eval()
+        with torch.no_grad():
+            return self._score_padded(padded, lengths, dev).float().cpu().numpy()

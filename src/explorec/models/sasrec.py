@@ -1,0 +1,110 @@
+"""SASRec: self-attentive sequential recommendation (Kang & McAuley, ICDM 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from explorec.data.splits import DEFAULT_SEED
+from explorec.models._sequential import SequentialRecommender
+
+
+def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropout: float) -> Any:
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        """Pre-norm causal self-attention + feed-forward block."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1 = nn.LayerNorm(dim)
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.proj = nn.Linear(dim, dim)
+            self.norm2 = nn.LayerNorm(dim)
+            self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
+                                    nn.Linear(4 * dim, dim))
+            self.drop = nn.Dropout(dropout)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            B, L, _ = x.shape
+            q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, heads, dim // heads).permute(
+                2, 0, 3, 1, 4)
+            a = nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True)
+            x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, dim)))
+            return x + self.drop(self.ff(self.norm2(x)))
+
+    class SASRecNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.item = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+            self.pos = nn.Embedding(max_len, dim)
+            nn.init.normal_(self.item.weight, std=0.02)
+            nn.init.normal_(self.pos.weight, std=0.02)
+            with torch.no_grad():
+                self.item.weight[n_items].zero_()
+            self.drop = nn.Dropout(dropout)
+            self.blocks = nn.ModuleList(Block() for _ in range(layers))
+            self.norm = nn.LayerNorm(dim)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """(B, L) right-padded item ids -> (B, L) hidden states (causal)."""
+            pos = torch.arange(x.shape[1], device=x.device)
+            h = self.drop(self.item(x) * dim ** 0.5 + self.pos(pos)[None])
+            for b in self.blocks:
+                h = b(h)
+            return self.norm(h)
+
+        def output(self) -> tuple[torch.Tensor, None]:
+            return self.item.weight[:n_items], None  # tied input/output item embeddings
+
+    return SASRecNet()
+
+
+class SASRec(SequentialRecommender):
+    """A causal Transformer over the user's latest items; the hidden state after the last item
+    scores every item as the next one (tied item embeddings, full-softmax cross-entropy at
+    every position, as in Klenitskiy & Vasilev 2023 rather than the original sampled BCE).
+
+    Parameters
+    ----------
+    dim, heads, layers : Transformer width, attention heads, blocks.
+    max_len : most recent items the model reads (and training window length).
+    loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
+        ``n_negatives`` uniform items shared by the batch; for large catalogs).
+    dropout : dropout on embeddings, attention and feed-forward layers.
+    epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
+    seed, device, progress : as for every neural model.
+    """
+
+    name = "sasrec"
+
+    def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
+                 dropout: float = 0.3, loss: str = "ce", n_negatives: int = 256,
+                 epochs: int = 200, patience: int = 5, lr: float = 3e-3,
+                 weight_decay: float = 0.0, batch_size: int = 128, seed: int = DEFAULT_SEED,
+                 device: str | None = None, progress: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.heads = heads
+        self.layers = layers
+        self.max_len = max_len
+        self.dropout = dropout
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.epochs = epochs
+        self.patience = patience
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
+    def _build_net(self) -> Any:
+        if int(self.dim) % int(self.heads):
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        if not 0 <= float(self.dropout) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        return _build(self.n_items, int(self.dim), int(self.heads), int(self.layers),
+                      int(self.max_len), float(self.dropout))
