@@ -8,6 +8,7 @@ its network as plain arrays (``net.<parameter>``) in the safe artifact.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +43,9 @@ class TorchRecommender(BaseRecommender):
         self.train_result_: Any = None
 
     # ------------------------------------------------------------------ training
+    @abstractmethod
     def _build_net(self) -> Any:
-        raise NotImplementedError
+        """The torch module to train (subclasses)."""
 
     def _torch_device(self) -> Any:
         import torch
@@ -92,8 +94,9 @@ class TorchRecommender(BaseRecommender):
                                    name=self.name)
 
     # ------------------------------------------------------------------ scoring
+    @abstractmethod
     def _score_tensor(self, users: Any) -> Any:
-        raise NotImplementedError
+        """Scores (len(users), n_items) as a tensor (subclasses)."""
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         import torch
