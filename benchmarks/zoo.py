@@ -44,6 +44,8 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "rp3beta": ("rp3beta", {}), "ials": ("ials", {}), "bpr": ("bpr", {}),
     "neumf": ("neumf", {}), "multvae": ("multvae", {}), "lightgcn": ("lightgcn", {}),
     "cfgan": ("cfgan", {}), "hybrid": ("hybrid", {"cf": "slim"}),
+    # the hybrid's second part can be any model: SLIM blended with iALS (weight on validation)
+    "slim+ials": ("hybrid", {"cf": "slim", "text": "ials"}),
 }
 SEQUENTIAL = ["pop", "ease", "ease+valid", "gru4rec", "sasrec"]
 METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
@@ -74,7 +76,7 @@ def floors() -> dict[str, float]:
 
 
 _MEMORY_SCRIPT = """
-import json, resource, sys
+import gc, json, resource, sys
 import torch
 torch.set_num_threads(1)
 from explorec.data import load_dataset, make_split
@@ -82,16 +84,28 @@ from explorec.models import create_model
 name, params, seed, split_name = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 ds = load_dataset("ml-100k")
 split = make_split(ds.interactions, split_name, seed=seed)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+gc.collect()
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+try:  # reset the peak-RSS mark (Linux >= 4.0), so the peak is the fit's own
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before, peak = status("VmRSS"), lambda: status("VmHWM")
+except OSError:  # no reset: fall back to the process's high-water mark
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 create_model(name, **params).fit(split.train, catalog=ds.catalog, split=split)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mib": max(0, after - before) / 1024}))
+print(json.dumps({"peak_mib": max(0, peak() - before) / 1024}))
 """
 
 
 def fit_peak_mib(name: str, params: dict[str, Any], seed: int, split_name: str) -> float:
-    """Peak resident memory a fit adds, in a fresh process (its high-water mark after the fit
-    minus the mark after loading data, torch and the split). Linux/macOS ``ru_maxrss``."""
+    """Peak resident memory a fit adds, in a fresh process: the peak resident set size during
+    the fit (the kernel's mark, reset just before it) minus the resident size before it,
+    after loading the data, torch and the split."""
     import json
     import subprocess
 
@@ -300,7 +314,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Machine: {env['platform']}, {env['cpu_count']} cores (shared with other jobs), Python "
         f"{env['python']}, torch {report['torch']}, one torch thread, BLAS threads "
         f"{report.get('blas_threads', 'default')}, CPU. Command: "
-        f"`{report['command']}` ({report['seconds'] / 60:.0f} min).",
+        f"`{report['command']}` ({report['seconds'] / 60:.0f} min)"
+        + "".join(f"; rows updated by `{m['command']}`" for m in report.get("merged", []))
+        + ".",
         "",
         "## Random 8:1:1 split (RecBole's default protocol, full ranking)",
         "",
@@ -326,8 +342,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{rb.get('ndcg@10', '—')} | {rb.get('fit_s', '—')} |")
     lines += ["", "RecBole models without an explorec counterpart: "
               + ", ".join(f"{k} {v}" for k, v in RECBOLE_OTHERS.items())
-              + ". `hybrid` is SLIM blended with the MiniLM content model (weight chosen on "
-              "validation). RecBole's Pop counts differently (docs/evaluation.md)."]
+              + ". `hybrid` is SLIM blended with the MiniLM content model, `slim+ials` SLIM "
+              "blended with iALS (`hybrid` with `text=ials`); both choose the blend weight on "
+              "validation. RecBole's Pop counts differently (docs/evaluation.md)."]
     aug = report.get("gan_augment") or []
     if aug:
         lines += ["", "## gan_augment: EASE trained with CFGAN-generated interactions", "",
@@ -372,16 +389,17 @@ def to_markdown(report: dict[str, Any]) -> str:
                   "latest context of the test item (RecBole's protocol); `ease` does not (as in "
                   "RecBole), `ease+valid` does.",
                   "",
-                  "| model | HR@10 | NDCG@10 | fit s | seed 2020 NDCG@10 | epochs (2020) | "
-                  "RecBole HR@10 | RecBole NDCG@10 |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| model | HR@10 | NDCG@10 | fit s | peak MiB | seed 2020 NDCG@10 | epochs "
+                  "(2020) | RecBole HR@10 | RecBole NDCG@10 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for label, e in sorted(loo.items(), key=lambda kv: -kv[1]["ndcg@10"]["mean"]):
             rb = RECBOLE_LOO.get(label, {})
             run20 = next((r for r in e["runs"] if r["seed"] == 2020), {})
             ep = f"{run20.get('best_epoch', '—')}/{run20.get('epochs_run', '—')}"
             note = f" ({rb['note']})" if "note" in rb else ""
             lines.append(f"| {label} | {_f(e, 'hit@10')} | {_f(e, 'ndcg@10')} | "
-                         f"{_f(e, 'fit_seconds', 1)} | {e['seed_2020']['ndcg@10']:.4f} | {ep} | "
+                         f"{_f(e, 'fit_seconds', 1)} | {_mib(e)} | {e['seed_2020']['ndcg@10']:.4f} | "
+                         f"{ep} | "
                          f"{rb.get('hit@10', '—')} | {rb.get('ndcg@10', '—')}{note} |")
         lines += ["", "RecBole's sequential figures are time-capped and not converged "
                   "(SASRec: 4 epochs in 1,091 s)."]
@@ -439,6 +457,8 @@ def main() -> int:
                     help="Only re-measure peak memory (seed 2020) into an existing report.")
     ap.add_argument("--augment-only", action="store_true",
                     help="Only redo the gan_augment studies into an existing report.")
+    ap.add_argument("--merge", action="store_true",
+                    help="Update the given models in an existing report instead of replacing it.")
     args = ap.parse_args()
     if args.remeasure_memory:
         return remeasure_memory(Path(args.output))
@@ -469,6 +489,18 @@ def main() -> int:
               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
               "command": "python benchmarks/zoo.py " + " ".join(sys.argv[1:])}
     out = Path(args.output)
+    if args.merge and (out / "ml-100k.json").exists():
+        import json
+
+        old = json.loads((out / "ml-100k.json").read_text())
+        old["ratio"].update(ratio)
+        old["loo"].update(loo)
+        if augment:
+            old["gan_augment"] = augment
+        old.setdefault("merged", []).append({"command": report["command"],
+                                             "seconds": report["seconds"]})
+        report = old
+        report["floor_failures"] = failures = check_floors(report["ratio"], report["loo"])
     atomic_write_json(out / "ml-100k.json", report)
     atomic_write_text(out / "ml-100k.md", to_markdown(report))
     console.print(to_markdown(report))

@@ -225,3 +225,33 @@ def test_gan_augment_adds_items_for_sparse_users_only(ml100k_ratio_split):
     assert (new[sparse] == 5).all() and (new[~sparse] == 0).all()
     X, A = sp.train.matrix(), augmented.matrix()
     assert ((A - X).toarray() >= 0).all() and A.sum() == X.sum() + info["rows"]  # no duplicates
+
+
+# ------------------------------------------------------------------ tuning
+def test_tune_model_starts_from_the_defaults(small):
+    from explorec.evaluate.tuning import tune_model
+
+    result = tune_model("rp3beta", small, trials=4, seed=2020)
+    assert result["trials"] == 4 and result["history"][0]["trial"] == 0
+    assert result["best_value"] >= result["default_value"]
+    assert set(result["best_params"]) == {"alpha", "beta", "k", "normalize"}
+    again = tune_model("rp3beta", small, trials=4, seed=2020)
+    assert [h["params"] for h in again["history"]] == [h["params"] for h in result["history"]]
+
+
+def test_tune_cli_writes_json(tmp_path: Path):
+    ds = generate(n_users=60, n_items=50, n_interactions=1200, seed=3)
+    path = tmp_path / "mine.csv"
+    ds.interactions.to_frame().to_csv(path, index=False)
+    out = tmp_path / "tuned.json"
+    proc = subprocess.run([sys.executable, "-m", "explorec.cli.main", "tune", "--model", "ials",
+                           "--trials", "2", "--dataset", str(path), "--param", "iterations=2",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["model"] == "ials" and result["trials"] == 2 and result["split"] == "ratio"
+    assert result["fixed"]["iterations"] == 2 and "explorec tune" in result["command"]
+    bad = subprocess.run([sys.executable, "-m", "explorec.cli.main", "tune", "--model", "pop",
+                          "--trials", "1", "--dataset", str(path)], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "no search space" in bad.stderr

@@ -5,7 +5,7 @@ Loss over *all* user-item pairs, ``sum c_ui (p_ui - x_u.y_i)^2 + reg (|x_u|^2 + 
 interactions, 1 elsewhere. Each half-step solves every user's (or item's) normal equations
 ``(Y'Y + alpha Y_u'Y_u + reg_u I) x_u = (1 + alpha) Y_u' 1``.
 
-Two solvers, chosen by measurement (docs/models.md, "Model zoo"):
+Three solvers; the default was chosen by measurement (docs/models.md, "Model zoo"):
 
 - ``solver="cg"`` (default): a few conjugate-gradient steps per half-step, warm-started,
   vectorised over all users at once (for small matrices as two dense products, otherwise as
