@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py --seeds 2020,2021,2022 --output benchmarks/results
 	$(BIN)/python benchmarks/encoders.py --output benchmarks/results
 	$(BIN)/python benchmarks/training_overhead.py --steps 300 --output benchmarks/results
+	$(BIN)/python benchmarks/ials_solvers.py --repeats 3 --output benchmarks/results
 	$(BIN)/python benchmarks/zoo.py --seeds 2020,2021,2022 --output benchmarks
 	$(BIN)/python benchmarks/simulation.py --rounds 50000 --seeds 2020,2021,2022 --output benchmarks/results
 	@$(MAKE) --no-print-directory redis
