@@ -42,6 +42,18 @@ class TorchRecommender(BaseRecommender):
         self.net_: Any = None
         self.train_result_: Any = None
 
+    def _init_training(self, epochs: int, patience: int, lr: float, weight_decay: float,
+                       batch_size: int, seed: int, device: str | None, progress: bool) -> None:
+        """Store the training settings every neural model takes as constructor parameters."""
+        self.epochs = epochs
+        self.patience = patience
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
     # ------------------------------------------------------------------ training
     @abstractmethod
     def _build_net(self) -> Any:
@@ -54,10 +66,22 @@ class TorchRecommender(BaseRecommender):
 
         return torch.device(torch_device(self.device))
 
-    def _check_training_params(self) -> None:
-        for p in ("epochs", "patience"):
+    def _start_training(self) -> tuple[Any, Any]:
+        """Seed every generator and build the network on the training device:
+        ``(device, net)``."""
+        from explorec.train import seed_everything
+
+        seed_everything(int(self.seed))
+        dev = self._torch_device()
+        return dev, self._build_net().to(dev)
+
+    def _check_positive(self, *names: str) -> None:
+        for p in names:
             if int(getattr(self, p)) < 1:
                 raise ValueError(f"{p} must be >= 1, got {getattr(self, p)!r}")
+
+    def _check_training_params(self) -> None:
+        self._check_positive("epochs", "patience")
         if float(self.lr) <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if float(self.weight_decay) < 0:
@@ -131,6 +155,64 @@ class TorchRecommender(BaseRecommender):
         net.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items()
                              if k.startswith("net.")})
         self.net_ = net.to(self._torch_device()).eval()
+
+
+class PairwiseRecommender(TorchRecommender):
+    """Base of the models trained on batches of training pairs ``(u, i)``, each with
+    ``n_negatives`` uniform items ``j`` the user never interacted with (``bpr``,
+    ``lightgcn``, ``neumf``). Subclasses give the batch loss in ``_pair_loss``.
+    """
+
+    factors: int
+    n_negatives: int
+    batch_size: int
+
+    def _check_model_params(self) -> None:
+        """Checks of a subclass's own parameters, run before training starts."""
+
+    @abstractmethod
+    def _pair_loss(self, net: Any, u: Any, i: Any, j: Any) -> Any:
+        """Loss of a batch: users ``u`` (B,), positives ``i`` (B,), negatives ``j`` (B, n)."""
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        import torch
+
+        self._check_training_params()
+        self._check_positive("factors", "n_negatives")
+        self._check_model_params()
+        dev, net = self._start_training()
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(self.seed))
+        sampler = NegativeSampler(X, dev, gen)
+        coo = X.tocoo()
+        pu = torch.as_tensor(coo.row.astype(np.int64), device=dev)
+        pi = torch.as_tensor(coo.col.astype(np.int64), device=dev)
+        bs, nneg = int(self.batch_size), int(self.n_negatives)
+
+        def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+            order = torch.randperm(len(pu), generator=gen, device=dev)
+            for s in range(0, len(order), bs):
+                idx = order[s:s + bs]
+                u = pu[idx]
+                yield u, pi[idx], sampler.sample(u, nneg)
+
+        self._train(net, batches, lambda batch: self._pair_loss(net, *batch),
+                    n_batches=int(np.ceil(len(pu) / bs)))
+
+
+def bpr_loss(pu: Any, qi: Any, qj: Any) -> Any:
+    """Mean ``-log sigmoid(<p_u, q_i> - <p_u, q_j>)`` over users (B, d), positives (B, d) and
+    negatives (B, n, d)."""
+    import torch
+
+    x = (pu * qi).sum(-1, keepdim=True) - (pu[:, None, :] * qj).sum(-1)
+    return -torch.nn.functional.logsigmoid(x).mean()
+
+
+def embedding_penalty(reg: float, pu: Any, qi: Any, qj: Any) -> Any:
+    """``reg`` times the squared L2 norm of a batch's embeddings per example (users (B, d),
+    positives (B, d), negatives (B, n, d); a negative counts ``1 / n``)."""
+    return reg * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / qj.shape[1]) / len(pu)
 
 
 class NegativeSampler:

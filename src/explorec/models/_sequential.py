@@ -118,17 +118,12 @@ class SequentialRecommender(TorchRecommender):
     # ------------------------------------------------------------------ training
     def _check_sequence_params(self) -> None:
         self._check_training_params()
-        if int(self.max_len) < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len!r}")
+        self._check_positive("max_len", "n_negatives")
         if self.loss not in ("ce", "sampled"):
             raise ValueError(f"loss must be 'ce' or 'sampled', not {self.loss!r}")
-        if int(self.n_negatives) < 1:
-            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives!r}")
 
     def _fit(self, X: sp.csr_matrix) -> None:
         import torch
-
-        from explorec.train import seed_everything
 
         self._check_sequence_params()
         inputs = self._inputs
@@ -136,9 +131,7 @@ class SequentialRecommender(TorchRecommender):
         seq = time_ordered_matrix(inputs.train)
         self.seq_items_ = seq.indices.astype(np.int64)
         self.seq_indptr_ = seq.indptr.astype(np.int64)
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        net = self._build_net().to(dev)
+        dev, net = self._start_training()
         win_in, win_tg = training_windows(seq, int(self.max_len))
         if len(win_in) == 0:
             raise ExploRecError(f"{self.name} needs users with at least two interactions")

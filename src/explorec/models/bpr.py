@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import NegativeSampler, TorchRecommender
+from explorec.models._neural import PairwiseRecommender, bpr_loss, embedding_penalty
 
 
 def _build(n_users: int, n_items: int, factors: int) -> Any:
@@ -29,7 +28,7 @@ def _build(n_users: int, n_items: int, factors: int) -> Any:
     return BPRNet()
 
 
-class BPR(TorchRecommender):
+class BPR(PairwiseRecommender):
     """``score(u, i) = <p_u, q_i>``, trained on ``-log sigmoid(x_ui - x_uj)`` for training pairs
     ``(u, i)`` and uniform negatives ``j`` the user never interacted with.
 
@@ -55,56 +54,16 @@ class BPR(TorchRecommender):
         self.factors = factors
         self.reg = reg
         self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         return _build(self.n_users, self.n_items, int(self.factors))
 
-    def _fit(self, X: sp.csr_matrix) -> None:
-        import torch
-
-        from explorec.train import seed_everything
-
-        self._check_training_params()
-        for p in ("factors", "n_negatives"):
-            if int(getattr(self, p)) < 1:
-                raise ValueError(f"{p} must be >= 1, got {getattr(self, p)!r}")
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        net = self._build_net().to(dev)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(self.seed))
-        sampler = NegativeSampler(X, dev, gen)
-        coo = X.tocoo()
-        pu = torch.as_tensor(coo.row.astype(np.int64), device=dev)
-        pi = torch.as_tensor(coo.col.astype(np.int64), device=dev)
-        bs, nneg, reg = int(self.batch_size), int(self.n_negatives), float(self.reg)
-
-        def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-            order = torch.randperm(len(pu), generator=gen, device=dev)
-            for s in range(0, len(order), bs):
-                idx = order[s:s + bs]
-                u = pu[idx]
-                yield u, pi[idx], sampler.sample(u, nneg)
-
-        def step(batch):  # type: ignore[no-untyped-def]
-            u, i, j = batch
-            pu_, qi, qj = net.user(u), net.item(i), net.item(j)
-            x = (pu_ * qi).sum(-1, keepdim=True) - (pu_[:, None, :] * qj).sum(-1)
-            loss = -torch.nn.functional.logsigmoid(x).mean()
-            if reg:
-                loss = loss + reg * (pu_.pow(2).sum() + qi.pow(2).sum()
-                                     + qj.pow(2).sum() / nneg) / len(u)
-            return loss
-
-        self._train(net, batches, step, n_batches=int(np.ceil(len(pu) / bs)))
+    def _pair_loss(self, net: Any, u: Any, i: Any, j: Any) -> Any:
+        pu, qi, qj = net.user(u), net.item(i), net.item(j)
+        loss = bpr_loss(pu, qi, qj)
+        reg = float(self.reg)
+        return loss + embedding_penalty(reg, pu, qi, qj) if reg else loss
 
     def _score_tensor(self, users: Any) -> Any:
         return self.net_.scores(users)

@@ -84,14 +84,7 @@ class CFGAN(TorchRecommender):
         self.d_steps = d_steps
         self.d_lr = d_lr
         self.dropout = dropout
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
         self.discriminator_: Any = None
 
     def _build_net(self) -> Any:
@@ -105,8 +98,6 @@ class CFGAN(TorchRecommender):
     def _fit(self, X: sp.csr_matrix) -> None:
         import torch
 
-        from explorec.train import seed_everything
-
         self._check_training_params()
         for p in ("zr_ratio", "pm_ratio"):
             if not 0 <= float(getattr(self, p)) <= 1:
@@ -117,9 +108,7 @@ class CFGAN(TorchRecommender):
         d_hidden = tuple(int(h) for h in self.d_hidden)
         if not d_hidden or min(d_hidden) < 1:
             raise ValueError(f"d_hidden needs positive sizes, got {self.d_hidden!r}")
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        gen_net = self._build_net().to(dev)
+        dev, gen_net = self._start_training()
         # start the generator at each item's base rate (logit of its share of users) instead of
         # 0.5 everywhere: it skips the epochs spent pushing every output down to the base rate
         rate = np.clip(np.asarray((X > 0).mean(axis=0)).ravel(), 1e-4, 1 - 1e-4)

@@ -65,20 +65,11 @@ class GRU4Rec(SequentialRecommender):
         self.dropout = dropout
         self.loss = loss
         self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         if not 0 <= float(self.dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        for p in ("dim", "hidden", "layers"):
-            if int(getattr(self, p)) < 1:
-                raise ValueError(f"{p} must be >= 1, got {getattr(self, p)!r}")
+        self._check_positive("dim", "hidden", "layers")
         return _build(self.n_items, int(self.dim), int(self.hidden), int(self.layers),
                       float(self.dropout))

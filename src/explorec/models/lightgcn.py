@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import NegativeSampler, TorchRecommender
+from explorec.models._neural import PairwiseRecommender, bpr_loss, embedding_penalty
 
 
 def normalized_adjacency(X: sp.csr_matrix) -> sp.coo_matrix:
@@ -60,7 +60,7 @@ def _build(n_users: int, n_items: int, factors: int, layers: int) -> Any:
     return LightGCNNet()
 
 
-class LightGCN(TorchRecommender):
+class LightGCN(PairwiseRecommender):
     """User and item embeddings averaged over ``layers`` rounds of neighbourhood propagation
     ``E <- D^-1/2 A D^-1/2 E`` (no weights, no non-linearity), trained with BPR.
 
@@ -85,14 +85,7 @@ class LightGCN(TorchRecommender):
         self.layers = layers
         self.reg = reg
         self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         net = _build(self.n_users, self.n_items, int(self.factors), int(self.layers))
@@ -117,48 +110,22 @@ class LightGCN(TorchRecommender):
         super()._set_state(arrays)
         self.net_.adj = self.net_.adj.to(self._torch_device())
 
-    def _fit(self, X: sp.csr_matrix) -> None:
-        import torch
-
-        from explorec.train import seed_everything
-
-        self._check_training_params()
-        for p in ("factors", "n_negatives"):
-            if int(getattr(self, p)) < 1:
-                raise ValueError(f"{p} must be >= 1, got {getattr(self, p)!r}")
+    def _check_model_params(self) -> None:
         if int(self.layers) < 0:
             raise ValueError(f"layers must be >= 0, got {self.layers!r}")
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        net = self._build_net().to(dev)
-        net.adj = net.adj.to(dev)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(self.seed))
-        sampler = NegativeSampler(X, dev, gen)
-        coo = X.tocoo()
-        pu = torch.as_tensor(coo.row.astype(np.int64), device=dev)
-        pi = torch.as_tensor(coo.col.astype(np.int64), device=dev)
-        bs, nneg, reg = int(self.batch_size), int(self.n_negatives), float(self.reg)
 
-        def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-            order = torch.randperm(len(pu), generator=gen, device=dev)
-            for s in range(0, len(order), bs):
-                idx = order[s:s + bs]
-                u = pu[idx]
-                yield u, pi[idx], sampler.sample(u, nneg)
+    def _start_training(self) -> tuple[Any, Any]:
+        dev, net = super()._start_training()
+        net.adj = net.adj.to(dev)  # a plain attribute: Module.to does not move it
+        return dev, net
 
-        def step(batch):  # type: ignore[no-untyped-def]
-            u, i, j = batch
-            U, V = net.propagate()
-            pu_, qi, qj = U[u], V[i], V[j]
-            x = (pu_ * qi).sum(-1, keepdim=True) - (pu_[:, None, :] * qj).sum(-1)
-            loss = -torch.nn.functional.logsigmoid(x).mean()
-            if reg:
-                loss = loss + reg * (net.user(u).pow(2).sum() + net.item(i).pow(2).sum()
-                                     + net.item(j).pow(2).sum() / nneg) / len(u)
-            return loss
-
-        self._train(net, batches, step, n_batches=int(np.ceil(len(pu) / bs)))
+    def _pair_loss(self, net: Any, u: Any, i: Any, j: Any) -> Any:
+        U, V = net.propagate()
+        loss = bpr_loss(U[u], V[i], V[j])
+        reg = float(self.reg)
+        if reg:  # on the layer-0 embeddings
+            loss = loss + embedding_penalty(reg, net.user(u), net.item(i), net.item(j))
+        return loss
 
     def _score_tensor(self, users: Any) -> Any:
         U, V = self.net_.propagate()

@@ -68,14 +68,7 @@ class MultVAE(TorchRecommender):
         self.dropout = dropout
         self.anneal_cap = anneal_cap
         self.anneal_steps = anneal_steps
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         return _build(self.n_items, int(self.hidden), int(self.latent), float(self.dropout))
@@ -83,17 +76,13 @@ class MultVAE(TorchRecommender):
     def _fit(self, X: sp.csr_matrix) -> None:
         import torch
 
-        from explorec.train import seed_everything
-
         self._check_training_params()
         if not 0 <= float(self.dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if float(self.anneal_cap) < 0 or int(self.anneal_steps) < 1:
             raise ValueError("need anneal_cap >= 0 and anneal_steps >= 1, got "
                              f"{self.anneal_cap!r}, {self.anneal_steps!r}")
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        net = self._build_net().to(dev)
+        dev, net = self._start_training()
         dense = torch.as_tensor((X > 0).toarray().astype(np.float32), device=dev)
         users = np.flatnonzero(np.diff(X.indptr) > 0)
         bs = int(self.batch_size)

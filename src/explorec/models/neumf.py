@@ -5,11 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import NegativeSampler, TorchRecommender
+from explorec.models._neural import PairwiseRecommender
 
 
 def _build(n_users: int, n_items: int, factors: int, layers: tuple[int, ...], dropout: float
@@ -55,7 +52,7 @@ def _build(n_users: int, n_items: int, factors: int, layers: tuple[int, ...], dr
     return NeuMFNet()
 
 
-class NeuMF(TorchRecommender):
+class NeuMF(PairwiseRecommender):
     """``sigmoid(h' [p_u * q_i ; MLP(p'_u, q'_i)])``, trained pointwise with binary
     cross-entropy on training pairs and ``n_negatives`` sampled negatives each.
 
@@ -81,14 +78,7 @@ class NeuMF(TorchRecommender):
         self.layers = tuple(layers)
         self.dropout = dropout
         self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         layers = tuple(int(v) for v in self.layers)
@@ -96,43 +86,15 @@ class NeuMF(TorchRecommender):
             raise ValueError(f"layers needs >= 2 positive sizes, the first even; got {self.layers!r}")
         return _build(self.n_users, self.n_items, int(self.factors), layers, float(self.dropout))
 
-    def _fit(self, X: sp.csr_matrix) -> None:
+    def _pair_loss(self, net: Any, u: Any, i: Any, j: Any) -> Any:
         import torch
 
-        from explorec.train import seed_everything
-
-        self._check_training_params()
-        for p in ("factors", "n_negatives"):
-            if int(getattr(self, p)) < 1:
-                raise ValueError(f"{p} must be >= 1, got {getattr(self, p)!r}")
-        seed_everything(int(self.seed))
-        dev = self._torch_device()
-        net = self._build_net().to(dev)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(int(self.seed))
-        sampler = NegativeSampler(X, dev, gen)
-        coo = X.tocoo()
-        pu = torch.as_tensor(coo.row.astype(np.int64), device=dev)
-        pi = torch.as_tensor(coo.col.astype(np.int64), device=dev)
-        bs, nneg = int(self.batch_size), int(self.n_negatives)
-
-        def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-            order = torch.randperm(len(pu), generator=gen, device=dev)
-            for s in range(0, len(order), bs):
-                idx = order[s:s + bs]
-                u = pu[idx]
-                yield u, pi[idx], sampler.sample(u, nneg)
-
-        def step(batch):  # type: ignore[no-untyped-def]
-            u, i, j = batch
-            users = torch.cat([u, u[:, None].expand(-1, nneg).reshape(-1)])
-            items = torch.cat([i, j.reshape(-1)])
-            labels = torch.cat([torch.ones_like(u, dtype=torch.float32),
-                                torch.zeros(j.numel(), device=dev)])
-            return torch.nn.functional.binary_cross_entropy_with_logits(
-                net.pair_logits(users, items), labels)
-
-        self._train(net, batches, step, n_batches=int(np.ceil(len(pu) / bs)))
+        users = torch.cat([u, u[:, None].expand(-1, j.shape[1]).reshape(-1)])
+        items = torch.cat([i, j.reshape(-1)])
+        labels = torch.cat([torch.ones_like(u, dtype=torch.float32),
+                            torch.zeros(j.numel(), device=u.device)])
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            net.pair_logits(users, items), labels)
 
     def _score_tensor(self, users: Any) -> Any:
         import torch

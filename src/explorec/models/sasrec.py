@@ -92,14 +92,7 @@ class SASRec(SequentialRecommender):
         self.dropout = dropout
         self.loss = loss
         self.n_negatives = n_negatives
-        self.epochs = epochs
-        self.patience = patience
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
 
     def _build_net(self) -> Any:
         if int(self.dim) % int(self.heads):
