@@ -290,3 +290,24 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
             v = v.item()
         out[k] = v
     return out
+
+
+class ItemToItemRecommender(BaseRecommender):
+    """Base of the models that score ``history @ W`` with a sparse item x item matrix ``W``
+    (``itemknn``, ``rp3beta``, ``slim``); ``_item_weights()`` returns it. A user's score is a
+    sum over their history items, so explanations are the exact terms ``W[h, i]``.
+    """
+
+    @abstractmethod
+    def _item_weights(self) -> sp.csr_matrix:
+        """The fitted (n_items, n_items) weight matrix; row ``h`` feeds history item ``h``."""
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.user_items_ is not None
+        return self._score_history(self.user_items_[users])
+
+    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((history @ self._item_weights()).toarray())
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._item_weights()[history][:, items].toarray().T.astype(np.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.models.base import BaseRecommender
+from explorec.models.base import BaseRecommender, ItemToItemRecommender, NotFittedError
 
 
 def topk_cosine(M: sp.csr_matrix, k: int, shrink: float = 0.0, alpha: float = 0.5,
@@ -43,7 +43,7 @@ def topk_cosine(M: sp.csr_matrix, k: int, shrink: float = 0.0, alpha: float = 0.
                          shape=(n, n))
 
 
-class ItemKNN(BaseRecommender):
+class ItemKNN(ItemToItemRecommender):
     """Item-based kNN: score(u, i) = sum of similarities of i to the items u interacted with.
 
     Parameters
@@ -74,17 +74,10 @@ class ItemKNN(BaseRecommender):
         # gather, for each candidate, its similarity to the user's items among its k neighbours.
         self.similarity_ = topk_cosine(Xw.T.tocsr(), self.k, self.shrink, self.alpha).T.tocsr()
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_items_ is not None
-        return self._score_history(self.user_items_[users])
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        assert self.similarity_ is not None
-        return np.asarray((history @ self.similarity_).toarray())
-
-    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
-        assert self.similarity_ is not None
-        return self.similarity_[history][:, items].toarray().T
+    def _item_weights(self) -> sp.csr_matrix:
+        if self.similarity_ is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() first")
+        return self.similarity_
 
 
 def _weight_users(X: sp.csr_matrix, weighting: str) -> sp.csr_matrix:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.models.base import BaseRecommender
+from explorec.models.base import ItemToItemRecommender, NotFittedError
 
 
 def _row_normalise(M: sp.csr_matrix) -> sp.csr_matrix:
@@ -14,7 +14,7 @@ def _row_normalise(M: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ M)
 
 
-class RP3beta(BaseRecommender):
+class RP3beta(ItemToItemRecommender):
     """Three-step random walk item -> user -> item, penalised by the target's popularity.
 
     ``W[i, j] = sum_u P(u | i)^alpha P(j | u)^alpha / pop(j)^beta``, each row keeping its ``k``
@@ -62,17 +62,10 @@ class RP3beta(BaseRecommender):
             W = _row_normalise(W)
         self.similarity_ = W.astype(np.float32)
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_items_ is not None
-        return self._score_history(self.user_items_[users])
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        assert self.similarity_ is not None
-        return np.asarray((history @ self.similarity_).toarray())
-
-    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
-        assert self.similarity_ is not None
-        return self.similarity_[history][:, items].toarray().T.astype(np.float64)
+    def _item_weights(self) -> sp.csr_matrix:
+        if self.similarity_ is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() first")
+        return self.similarity_
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         assert self.similarity_ is not None

@@ -7,10 +7,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from explorec.models.base import BaseRecommender
+from explorec.models.base import ItemToItemRecommender, NotFittedError
 
 
-class SLIM(BaseRecommender):
+class SLIM(ItemToItemRecommender):
     """``min_W |X - XW|^2 + l2 |W|^2 + 2 l1 |W|_1`` s.t. ``diag(W) = 0`` (and ``W >= 0``).
 
     The classic SLIM solves one elastic-net regression per item by coordinate descent
@@ -81,17 +81,10 @@ class SLIM(BaseRecommender):
         W.eliminate_zeros()
         self.weights_ = W
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_items_ is not None
-        return self._score_history(self.user_items_[users])
-
-    def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        assert self.weights_ is not None
-        return np.asarray((history @ self.weights_).toarray())
-
-    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
-        assert self.weights_ is not None
-        return self.weights_[history][:, items].toarray().T.astype(np.float64)
+    def _item_weights(self) -> sp.csr_matrix:
+        if self.weights_ is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() first")
+        return self.weights_
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         assert self.weights_ is not None

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.errors import ExploRecError
+from explorec.models._neural import time_ordered_matrix
 from explorec.models.base import BaseRecommender
 from explorec.models.text_items import TextItemsMixin
 
@@ -169,7 +170,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         users_pos = X.tocoo()
         pairs_u = users_pos.row.astype(np.int64)
         pairs_i = users_pos.col.astype(np.int64)
-        self.history_ = _time_ordered(inputs.train)
+        self.history_ = time_ordered_matrix(inputs.train)
         padded, lengths = _padded_rows(self.history_)
         padded_t = torch.as_tensor(padded, device=dev)
         lengths_t = torch.as_tensor(lengths, device=dev)
@@ -378,18 +379,6 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         net.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in arrays.items()
                              if k.startswith("net.")})
         self.net_ = net.to(torch_device(self.device)).eval()
-
-
-def _time_ordered(train) -> sp.csr_matrix:  # type: ignore[no-untyped-def]
-    """Binary user x item CSR whose column order within each row follows time (row order
-    when there are no timestamps), so that row prefixes are each user's earliest items."""
-    n = len(train)
-    t = train.timestamp if train.timestamp is not None else np.arange(n, dtype=np.float64)
-    order = np.lexsort((np.arange(n), t, train.user))
-    user, item = train.user[order], train.item[order]
-    indptr = np.r_[0, np.cumsum(np.bincount(user, minlength=train.n_users))]
-    return sp.csr_matrix((np.ones(n, np.float32), item, indptr),
-                         shape=(train.n_users, train.n_items))
 
 
 def _padded_rows(M: sp.csr_matrix, keep_last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
