@@ -41,8 +41,21 @@ from explorec.explore.base import (
 )
 from explorec.explore.greedy import standardize
 
-
 # ------------------------------------------------------------------ features
+
+
+def _selected(requests: Requests, base: np.ndarray, cols: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised base scores and candidate ids (B, C'), only the candidates at ``cols``
+    when given."""
+    z = standardize(base, requests.mask)
+    cand = requests.candidates
+    if cols is not None:
+        z = np.take_along_axis(z, cols, axis=1)
+        cand = np.take_along_axis(cand, cols, axis=1)
+    return z, cand
+
+
 class LMFeatures:
     """x(user, item) from base scores, PCA-reduced LM item vectors and user features."""
 
@@ -78,11 +91,7 @@ class LMFeatures:
     def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
                  ) -> np.ndarray:
         """(B, C', n_features) for the candidates at ``cols`` (all candidates when None)."""
-        z = standardize(base, requests.mask)
-        cand = requests.candidates
-        if cols is not None:
-            z = np.take_along_axis(z, cols, axis=1)
-            cand = np.take_along_axis(cand, cols, axis=1)
+        z, cand = _selected(requests, base, cols)
         v = self.V[cand]  # (B, C, d)
         u = self.user_vectors(requests)
         parts = [z[..., None], v, u[:, None, :] * v]
@@ -128,11 +137,7 @@ class TwoTowerFeatures:
     def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
                  ) -> np.ndarray:
         """[z(base score), scaled u_emb * v_emb, scaled item bias] for each candidate."""
-        z = standardize(base, requests.mask)
-        cand = requests.candidates
-        if cols is not None:
-            z = np.take_along_axis(z, cols, axis=1)
-            cand = np.take_along_axis(cand, cols, axis=1)
+        z, cand = _selected(requests, base, cols)
         u = self.model._user_vectors(requests.history)
         v = self.model.item_vectors_[cand]
         b = self.model.item_biases_[cand]
