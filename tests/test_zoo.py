@@ -100,9 +100,33 @@ def test_bad_parameters_are_named(small):
                                ("bpr", {"lr": 0, "progress": False}, "lr"),
                                ("sasrec", {"dim": 30, "heads": 4, "progress": False}, "heads"),
                                ("sasrec", {"loss": "bce", "progress": False}, "loss"),
+                               ("gru4rec", {"horizon": 0, "progress": False}, "horizon"),
                                ("cfgan", {"zr_ratio": 2.0, "progress": False}, "zr_ratio")]:
         with pytest.raises(ValueError, match=word):
             create_model(name, **params).fit(small.train, split=small)
+
+
+def test_future_targets_shift_within_each_window():
+    import torch
+
+    from explorec.models._sequential import future_targets
+
+    y = torch.tensor([[5, 6, 7, -100], [1, 2, -100, -100]])
+    out = future_targets(y, 3)
+    assert out.shape == (2, 4, 3)
+    assert out[0, :, 0].tolist() == [5, 6, 7, -100]
+    assert out[0, :, 1].tolist() == [6, 7, -100, -100]
+    assert out[0, :, 2].tolist() == [7, -100, -100, -100]
+    assert out[1, :, 1].tolist() == [2, -100, -100, -100]
+    assert future_targets(y, 9).shape == (2, 4, 9)  # a horizon longer than the window
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled"])
+def test_multi_target_horizon_trains(small, loss):
+    kw = _quick("sasrec") | {"horizon": 3, "loss": loss, "n_negatives": 16}
+    model = create_model("sasrec", **kw).fit(small.train, split=small)
+    hist = model.train_result_.history
+    assert np.isfinite(hist[-1]["loss"]) and hist[-1]["loss"] < hist[0]["loss"]
 
 
 def test_neural_training_is_seeded(small):

@@ -52,6 +52,17 @@ def training_windows(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.n
     return inputs, targets
 
 
+def future_targets(y: Any, horizon: int) -> Any:
+    """``(B, W, horizon)`` tensor: the next ``horizon`` targets after each position of the
+    ``(B, W)`` target windows ``y``, -100 where the window ends first; ``[..., 0]`` is ``y``."""
+    import torch
+
+    out = torch.full((*y.shape, horizon), -100, dtype=y.dtype, device=y.device)
+    for k in range(min(horizon, y.shape[1])):
+        out[:, :y.shape[1] - k, k] = y[:, k:]
+    return out
+
+
 def right_padded_last(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's last ``max_len`` items in time order from column 0, right-padded with
     ``n_items``; plus the number of items kept per row."""
@@ -78,6 +89,7 @@ class SequentialRecommender(TorchRecommender):
     batch_size: int
     loss: str
     n_negatives: int
+    horizon: int = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,7 +130,7 @@ class SequentialRecommender(TorchRecommender):
     # ------------------------------------------------------------------ training
     def _check_sequence_params(self) -> None:
         self._check_training_params()
-        self._check_positive("max_len", "n_negatives")
+        self._check_positive("max_len", "n_negatives", "horizon")
         if self.loss not in ("ce", "sampled"):
             raise ValueError(f"loss must be 'ce' or 'sampled', not {self.loss!r}")
 
@@ -153,25 +165,39 @@ class SequentialRecommender(TorchRecommender):
         gen = torch.Generator(device=dev)
         gen.manual_seed(int(self.seed))
 
+        horizon = int(self.horizon)
+
         def step(batch):  # type: ignore[no-untyped-def]
             x, y = batch
             keep = y != -100
             h = net(x)[keep]
-            target = y[keep]
             E, b = net.output()
+            target = y[keep] if horizon == 1 else future_targets(y, horizon)[keep]  # (N,) | (N, H)
+            if sampled:
+                neg = torch.randint(0, n_items, (n_neg,), generator=gen, device=dev)
+                neg_logit = h @ E[neg].T + (b[neg][None, :] if b is not None else 0.0)
+            if horizon == 1:
+                if not sampled:
+                    logits = h @ E.T + (b if b is not None else 0.0)
+                    return torch.nn.functional.cross_entropy(logits, target)
+                pos_logit = (h * E[target]).sum(-1, keepdim=True)
+                if b is not None:
+                    pos_logit = pos_logit + b[target][:, None]
+                neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], -1e9)
+                logits = torch.cat([pos_logit, neg_logit], 1)
+                return torch.nn.functional.cross_entropy(
+                    logits, torch.zeros(len(target), dtype=torch.long, device=dev))
+            # several future items per position: mean negative log-likelihood over all
+            # (position, future item) pairs inside the window
+            valid = target != -100
+            t = target.clamp(min=0)
             if not sampled:
-                logits = h @ E.T + (b if b is not None else 0.0)
-                return torch.nn.functional.cross_entropy(logits, target)
-            neg = torch.randint(0, n_items, (n_neg,), generator=gen, device=dev)
-            pos_logit = (h * E[target]).sum(-1, keepdim=True)
-            neg_logit = h @ E[neg].T
-            if b is not None:
-                pos_logit = pos_logit + b[target][:, None]
-                neg_logit = neg_logit + b[neg][None, :]
-            neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], -1e9)
-            logits = torch.cat([pos_logit, neg_logit], 1)
-            return torch.nn.functional.cross_entropy(
-                logits, torch.zeros(len(target), dtype=torch.long, device=dev))
+                logp = torch.log_softmax(h @ E.T + (b if b is not None else 0.0), -1)
+                return -logp.gather(1, t)[valid].mean()
+            pos_logit = torch.einsum("nd,nhd->nh", h, E[t]) + (b[t] if b is not None else 0.0)
+            negs = neg_logit[:, None, :].masked_fill(neg[None, None, :] == t[:, :, None], -1e9)
+            lse = torch.logsumexp(torch.cat([pos_logit[..., None], negs], -1), -1)
+            return (lse - pos_logit)[valid].mean()
 
         self._train(net, batches, step, n_batches=int(np.ceil(len(win_in) / bs)))
 

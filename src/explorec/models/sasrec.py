@@ -8,7 +8,8 @@ from explorec.data.splits import DEFAULT_SEED
 from explorec.models._sequential import SequentialRecommender
 
 
-def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropout: float) -> Any:
+def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropout: float,
+           item_bias: bool) -> Any:
     import torch
     from torch import nn
 
@@ -46,6 +47,7 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
             self.drop = nn.Dropout(dropout)
             self.blocks = nn.ModuleList(Block() for _ in range(layers))
             self.norm = nn.LayerNorm(dim)
+            self.bias = nn.Parameter(torch.zeros(n_items)) if item_bias else None
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             """(B, L) right-padded item ids -> (B, L) hidden states (causal)."""
@@ -55,8 +57,8 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
                 h = b(h)
             return self.norm(h)
 
-        def output(self) -> tuple[torch.Tensor, None]:
-            return self.item.weight[:n_items], None  # tied input/output item embeddings
+        def output(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return self.item.weight[:n_items], self.bias  # tied input/output item embeddings
 
     return SASRecNet()
 
@@ -70,9 +72,13 @@ class SASRec(SequentialRecommender):
     ----------
     dim, heads, layers : Transformer width, attention heads, blocks.
     max_len : most recent items the model reads (and training window length).
+    horizon : each position learns to predict the next ``horizon`` items of the sequence
+        (1: the next item only, the usual objective; more: a multi-target loss that also
+        rewards items a few steps ahead, for data where the order within a session is loose).
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
     dropout : dropout on embeddings, attention and feed-forward layers.
+    item_bias : add a learned per-item bias to the output logits.
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -80,16 +86,19 @@ class SASRec(SequentialRecommender):
     name = "sasrec"
 
     def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
-                 dropout: float = 0.3, loss: str = "ce", n_negatives: int = 256,
-                 epochs: int = 200, patience: int = 5, lr: float = 3e-3,
-                 weight_decay: float = 0.0, batch_size: int = 128, seed: int = DEFAULT_SEED,
-                 device: str | None = None, progress: bool = True) -> None:
+                 dropout: float = 0.3, item_bias: bool = False, horizon: int = 1,
+                 loss: str = "ce", n_negatives: int = 256, epochs: int = 200,
+                 patience: int = 5, lr: float = 3e-3, weight_decay: float = 0.0,
+                 batch_size: int = 128, seed: int = DEFAULT_SEED, device: str | None = None,
+                 progress: bool = True) -> None:
         super().__init__()
         self.dim = dim
         self.heads = heads
         self.layers = layers
         self.max_len = max_len
         self.dropout = dropout
+        self.item_bias = item_bias
+        self.horizon = horizon
         self.loss = loss
         self.n_negatives = n_negatives
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
@@ -100,4 +109,4 @@ class SASRec(SequentialRecommender):
         if not 0 <= float(self.dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         return _build(self.n_items, int(self.dim), int(self.heads), int(self.layers),
-                      int(self.max_len), float(self.dropout))
+                      int(self.max_len), float(self.dropout), bool(self.item_bias))
