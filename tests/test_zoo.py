@@ -121,9 +121,9 @@ def test_future_targets_shift_within_each_window():
     assert future_targets(y, 9).shape == (2, 4, 9)  # a horizon longer than the window
 
 
-@pytest.mark.parametrize("loss", ["ce", "sampled"])
-def test_multi_target_horizon_trains(small, loss):
-    kw = _quick("sasrec") | {"horizon": 3, "loss": loss, "n_negatives": 16}
+@pytest.mark.parametrize(("loss", "ties"), [("ce", False), ("sampled", False), ("ce", True)])
+def test_multi_target_horizon_trains(small, loss, ties):
+    kw = _quick("sasrec") | {"horizon": 3, "ties": ties, "loss": loss, "n_negatives": 16}
     model = create_model("sasrec", **kw).fit(small.train, split=small)
     hist = model.train_result_.history
     assert np.isfinite(hist[-1]["loss"]) and hist[-1]["loss"] < hist[0]["loss"]

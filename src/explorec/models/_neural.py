@@ -267,16 +267,17 @@ class NegativeSampler:
         return items
 
 
-def time_ordered_matrix(train: Any) -> sp.csr_matrix:
+def time_ordered_matrix(train: Any, times: bool = False) -> sp.csr_matrix:
     """Binary user x item CSR whose column order within each row follows time (row order when
-    there are no timestamps): row ``u``'s ``indices`` are the user's items, oldest first."""
+    there are no timestamps): row ``u``'s ``indices`` are the user's items, oldest first.
+    With ``times`` the stored values are the timestamps (float64) instead of ones."""
     n = len(train)
     t = train.timestamp if train.timestamp is not None else np.arange(n, dtype=np.float64)
     order = np.lexsort((np.arange(n), t, train.user))
     user, item = train.user[order], train.item[order]
     indptr = np.r_[0, np.cumsum(np.bincount(user, minlength=train.n_users))]
-    return sp.csr_matrix((np.ones(n, np.float32), item, indptr),
-                         shape=(train.n_users, train.n_items))
+    data = np.asarray(t, dtype=np.float64)[order] if times else np.ones(n, np.float32)
+    return sp.csr_matrix((data, item, indptr), shape=(train.n_users, train.n_items))
 
 
 def last_items(M: sp.csr_matrix, length: int, pad: int) -> np.ndarray:

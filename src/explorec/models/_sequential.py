@@ -22,13 +22,16 @@ from explorec.errors import ExploRecError
 from explorec.models._neural import TorchRecommender, time_ordered_matrix
 
 
-def training_windows(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(seq: sp.csr_matrix, max_len: int, values: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Cut each row's time-ordered items into (input, target) windows of ``max_len``.
 
     Transition ``k`` of a row (input item ``k - 1``, target item ``k``) goes to window
     ``(L - 1 - k) // max_len`` counted from the row's end, so the most recent transitions
     share a window with the longest context. Returns right-padded ``inputs`` and ``targets``
-    (padding ``n_items`` and ``-100``), both ``(n_windows, max_len)``.
+    (padding ``n_items`` and ``-100``), both ``(n_windows, max_len)``; and, when ``values``
+    (one per entry of ``seq.indices``, e.g. timestamps) is given, each target's value in the
+    same layout (padding NaN), else None.
     """
     n_items = seq.shape[1]
     lengths = np.diff(seq.indptr)
@@ -49,15 +52,20 @@ def training_windows(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.n
     targets = np.full((int(n_win.sum()), max_len), -100, dtype=np.int64)
     inputs[window, col] = seq.indices[base + k - 1]
     targets[window, col] = seq.indices[base + k]
-    return inputs, targets
+    target_values = None
+    if values is not None:
+        target_values = np.full(targets.shape, np.nan)
+        target_values[window, col] = np.asarray(values, dtype=np.float64)[base + k]
+    return inputs, targets, target_values
 
 
-def future_targets(y: Any, horizon: int) -> Any:
+def future_targets(y: Any, horizon: int, fill: float = -100) -> Any:
     """``(B, W, horizon)`` tensor: the next ``horizon`` targets after each position of the
-    ``(B, W)`` target windows ``y``, -100 where the window ends first; ``[..., 0]`` is ``y``."""
+    ``(B, W)`` target windows ``y``, ``fill`` where the window ends first; ``[..., 0]`` is
+    ``y``."""
     import torch
 
-    out = torch.full((*y.shape, horizon), -100, dtype=y.dtype, device=y.device)
+    out = torch.full((*y.shape, horizon), fill, dtype=y.dtype, device=y.device)
     for k in range(min(horizon, y.shape[1])):
         out[:, :y.shape[1] - k, k] = y[:, k:]
     return out
@@ -90,6 +98,7 @@ class SequentialRecommender(TorchRecommender):
     loss: str
     n_negatives: int
     horizon: int = 1
+    ties: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,11 +153,14 @@ class SequentialRecommender(TorchRecommender):
         self.seq_items_ = seq.indices.astype(np.int64)
         self.seq_indptr_ = seq.indptr.astype(np.int64)
         dev, net = self._start_training()
-        win_in, win_tg = training_windows(seq, int(self.max_len))
+        horizon, ties = int(self.horizon), bool(self.ties)
+        times = time_ordered_matrix(inputs.train, times=True).data if ties else None
+        win_in, win_tg, win_t = training_windows(seq, int(self.max_len), times)
         if len(win_in) == 0:
             raise ExploRecError(f"{self.name} needs users with at least two interactions")
         t_in = torch.as_tensor(win_in, device=dev)
         t_tg = torch.as_tensor(win_tg, device=dev)
+        t_time = torch.as_tensor(win_t, device=dev) if win_t is not None else None
         bs = int(self.batch_size)
 
         def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
@@ -157,7 +169,10 @@ class SequentialRecommender(TorchRecommender):
                 idx = order[s:s + bs]
                 x, y = t_in[idx], t_tg[idx]
                 width = int((y != -100).sum(1).max())  # trim the batch's common padding
-                yield x[:, :width], y[:, :width]
+                if t_time is None:
+                    yield x[:, :width], y[:, :width]
+                else:
+                    yield x[:, :width], y[:, :width], t_time[idx][:, :width]
 
         n_items = X.shape[1]
         n_neg = int(self.n_negatives)
@@ -165,10 +180,8 @@ class SequentialRecommender(TorchRecommender):
         gen = torch.Generator(device=dev)
         gen.manual_seed(int(self.seed))
 
-        horizon = int(self.horizon)
-
         def step(batch):  # type: ignore[no-untyped-def]
-            x, y = batch
+            x, y = batch[0], batch[1]
             keep = y != -100
             h = net(x)[keep]
             E, b = net.output()
@@ -187,17 +200,22 @@ class SequentialRecommender(TorchRecommender):
                 logits = torch.cat([pos_logit, neg_logit], 1)
                 return torch.nn.functional.cross_entropy(
                     logits, torch.zeros(len(target), dtype=torch.long, device=dev))
-            # several future items per position: mean negative log-likelihood over all
-            # (position, future item) pairs inside the window
+            # several future items per position: cross-entropy against the uniform
+            # distribution over the position's targets inside the window (with ``ties``, only
+            # the later items that share the next item's timestamp)
             valid = target != -100
+            if ties:
+                ft = future_targets(batch[2], horizon, fill=float("nan"))[keep]
+                valid &= ft == ft[:, :1]  # NaN (past the window) never equals
+            w = valid / valid.sum(1, keepdim=True)
             t = target.clamp(min=0)
             if not sampled:
                 logp = torch.log_softmax(h @ E.T + (b if b is not None else 0.0), -1)
-                return -logp.gather(1, t)[valid].mean()
+                return -(logp.gather(1, t) * w).sum() / len(t)
             pos_logit = torch.einsum("nd,nhd->nh", h, E[t]) + (b[t] if b is not None else 0.0)
             negs = neg_logit[:, None, :].masked_fill(neg[None, None, :] == t[:, :, None], -1e9)
             lse = torch.logsumexp(torch.cat([pos_logit[..., None], negs], -1), -1)
-            return (lse - pos_logit)[valid].mean()
+            return ((lse - pos_logit) * w).sum() / len(t)
 
         self._train(net, batches, step, n_batches=int(np.ceil(len(win_in) / bs)))
 
