@@ -27,6 +27,7 @@ quickstart: $(STAMP)
 	$(BIN)/explorec data fetch ml-100k
 	$(BIN)/explorec evaluate --dataset ml-100k --split ratio --seed 2020 \
 		--models random,pop,itemknn,userknn,ease,slim,ials,hybrid --k 10,20 \
+		--param hybrid.cf=slim --param hybrid.text=ials \
 		--json reports/quickstart/leaderboard.json --markdown reports/quickstart/leaderboard.md
 	$(BIN)/explorec evaluate --dataset ml-100k --split cold-items --seed 2020 \
 		--models random,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
@@ -36,7 +37,7 @@ quickstart: $(STAMP)
 	$(BIN)/explorec simulate --dataset ml-100k --policies greedy,egreedy,ts,lints --rounds 5000 \
 		--slate-size 5 --seeds 1 --seed 2020 --json reports/quickstart/simulation.json \
 		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
-	@echo "Reports in reports/quickstart/: leaderboard.md (warm), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
+	@echo "Reports in reports/quickstart/: leaderboard.md (warm; hybrid = SLIM blended with iALS, the best model), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
 
 test: $(STAMP) redis
 	$(BIN)/python -m pytest -q
