@@ -47,7 +47,10 @@ class GRU4Rec(SequentialRecommender):
         (1: the next item only, the usual objective; more: a multi-target loss that also
         rewards items a few steps ahead, for data where the order within a session is loose).
     ties : with ``horizon`` > 1, a position's extra targets are only the later items that share
-        the next item's timestamp (items rated in the same second have no real order).
+        the next item's timestamp (items rated in the same second have no real order). The
+        default (10 with ties) raised validation NDCG@10 on ML-100K, where half of a user's
+        consecutive ratings share a timestamp; without timestamps no item ties, and the loss
+        is the plain next-item one.
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
     dropout : dropout on embeddings and GRU outputs.
@@ -58,8 +61,8 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
 
     def __init__(self, dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
-                 dropout: float = 0.3, horizon: int = 1, ties: bool = False, loss: str = "ce",
-                 n_negatives: int = 256, epochs: int = 200, patience: int = 5,
+                 dropout: float = 0.3, horizon: int = 10, ties: bool = True, loss: str = "ce",
+                 n_negatives: int = 256, epochs: int = 200, patience: int = 15,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128,
                  seed: int = DEFAULT_SEED, device: str | None = None, progress: bool = True
                  ) -> None:
