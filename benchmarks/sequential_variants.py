@@ -1,0 +1,82 @@
+"""Compare settings of a next-item model on ML-100K leave-last-out (validation and test).
+
+Each run fits the model on the training part with early stopping on validation NDCG@10, then
+reports validation NDCG@10 (train history as context) and test NDCG@10 / HR@10 (validation
+item appended to the context, as in ``benchmarks/zoo.py``). The model's own seed stays at its
+default (2020) for every split seed, as in ``benchmarks/zoo.py``. One JSON line per run is
+appended to ``--output``; the table printed at the end covers every line in that file.
+
+    python benchmarks/sequential_variants.py --model sasrec --params '{"patience": 15}' \
+        --seeds 2020,2021,2022 --tag p15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from explorec.data import load_dataset, make_split
+from explorec.evaluate import evaluate_model
+from explorec.models import create_model
+
+
+def run(model: str, params: dict, seeds: list[int], tag: str, output: Path) -> None:
+    ds = load_dataset("ml-100k")
+    for seed in seeds:
+        split = make_split(ds.interactions, "loo", seed=seed)
+        t0 = time.perf_counter()
+        m = create_model(model, progress=False, **params).fit(split.train, split=split)
+        fit_s = time.perf_counter() - t0
+        valid = evaluate_model(m, split, part="valid", ks=(10,), metrics=("ndcg",)).metrics
+        m.extend_history(split.valid)
+        test = evaluate_model(m, split, ks=(10,), metrics=("hit", "ndcg")).metrics
+        tr = m.train_result_
+        row = {"tag": tag, "model": model, "params": params, "seed": seed,
+               "valid_ndcg@10": valid["ndcg@10"], "test_ndcg@10": test["ndcg@10"],
+               "test_hit@10": test["hit@10"], "fit_seconds": round(fit_s, 1),
+               "best_epoch": tr.best_epoch, "epochs_run": tr.epochs_run}
+        print(json.dumps(row), flush=True)
+        with output.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def show(output: Path) -> None:
+    table = Table(title=f"ML-100K leave-last-out, {output}")
+    for col in ("tag", "model", "seed", "valid NDCG@10", "test NDCG@10", "test HR@10",
+                "best/run", "fit s", "params"):
+        table.add_column(col)
+    for line in output.read_text().splitlines():
+        r = json.loads(line)
+        table.add_row(r["tag"], r["model"], str(r["seed"]), f"{r['valid_ndcg@10']:.4f}",
+                      f"{r['test_ndcg@10']:.4f}", f"{r['test_hit@10']:.4f}",
+                      f"{r['best_epoch']}/{r['epochs_run']}", f"{r['fit_seconds']:.0f}",
+                      json.dumps(r["params"]))
+    Console().print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sasrec", choices=["sasrec", "gru4rec"])
+    ap.add_argument("--params", default="{}", help="JSON object of model parameters.")
+    ap.add_argument("--seeds", default="2020")
+    ap.add_argument("--tag", default="run")
+    ap.add_argument("--output", type=Path,
+                    default=Path("benchmarks/results/sequential_variants.jsonl"))
+    ap.add_argument("--show", action="store_true", help="Only print the table of --output.")
+    args = ap.parse_args()
+    if not args.show:
+        import torch
+
+        torch.set_num_threads(1)
+        run(args.model, json.loads(args.params), [int(s) for s in args.seeds.split(",")],
+            args.tag, args.output)
+    show(args.output)
+
+
+if __name__ == "__main__":
+    main()
