@@ -45,6 +45,17 @@ def run(model: str, params: dict, seeds: list[int], tag: str, output: Path) -> N
             f.write(json.dumps(row) + "\n")
 
 
+def tied_share() -> float:
+    """Share of a user's consecutive ML-100K ratings (in time order) that share a timestamp."""
+    import numpy as np
+
+    inter = load_dataset("ml-100k").interactions
+    order = np.lexsort((inter.timestamp, inter.user))
+    user, ts = inter.user[order], inter.timestamp[order]
+    same_user = user[1:] == user[:-1]
+    return float(np.mean(ts[1:][same_user] == ts[:-1][same_user]))
+
+
 def show(output: Path) -> None:
     table = Table(title=f"ML-100K leave-last-out, {output}")
     for col in ("tag", "model", "seed", "valid NDCG@10", "test NDCG@10", "test HR@10",
@@ -68,7 +79,12 @@ def main() -> None:
     ap.add_argument("--output", type=Path,
                     default=Path("benchmarks/results/sequential_variants.jsonl"))
     ap.add_argument("--show", action="store_true", help="Only print the table of --output.")
+    ap.add_argument("--ties", action="store_true",
+                    help="Only print the share of consecutive ratings with tied timestamps.")
     args = ap.parse_args()
+    if args.ties:
+        print(f"consecutive ratings of one user sharing a timestamp: {tied_share():.3f}")
+        return
     if not args.show:
         import torch
 

@@ -89,6 +89,14 @@ class SequentialRecommender(TorchRecommender):
     The user's sequence (``sequences_``: training interactions in time order, plus anything
     added by :meth:`extend_history`) is the model's input; ``score`` gives the next-item
     logits after each user's latest ``max_len`` items.
+
+    Objective: ``horizon`` sets how many items ahead each position learns to predict (1: the
+    next item only, the usual objective; more: cross-entropy against the uniform distribution
+    over the next ``horizon`` items, for data where the order within a session is loose).
+    With ``ties``, a position's extra targets are only the later items that share the next
+    item's timestamp: items rated in the same second have no real order. The default (10 with
+    ties) raised validation NDCG@10 on ML-100K, where half of a user's consecutive ratings
+    share a timestamp; without timestamps no items tie and the loss is the plain next-item one.
     """
 
     sequential = True

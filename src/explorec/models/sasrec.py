@@ -72,14 +72,7 @@ class SASRec(SequentialRecommender):
     ----------
     dim, heads, layers : Transformer width, attention heads, blocks.
     max_len : most recent items the model reads (and training window length).
-    horizon : each position learns to predict the next ``horizon`` items of the sequence
-        (1: the next item only, the usual objective; more: a multi-target loss that also
-        rewards items a few steps ahead, for data where the order within a session is loose).
-    ties : with ``horizon`` > 1, a position's extra targets are only the later items that share
-        the next item's timestamp (items rated in the same second have no real order). The
-        default (10 with ties) raised validation NDCG@10 on ML-100K, where half of a user's
-        consecutive ratings share a timestamp; without timestamps no item ties, and the loss
-        is the plain next-item one.
+    horizon, ties : the multi-target objective (see :class:`SequentialRecommender`).
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
     dropout : dropout on embeddings, attention and feed-forward layers.
