@@ -200,6 +200,17 @@ class PairwiseRecommender(TorchRecommender):
                     n_batches=int(np.ceil(len(pu) / bs)))
 
 
+def add_user_item_embeddings(module: Any, n_users: int, n_items: int, factors: int,
+                             std: float = 0.1) -> None:
+    """Give ``module`` ``user`` and ``item`` embedding tables initialised N(0, std^2)."""
+    from torch import nn
+
+    module.user = nn.Embedding(n_users, factors)
+    module.item = nn.Embedding(n_items, factors)
+    nn.init.normal_(module.user.weight, std=std)
+    nn.init.normal_(module.item.weight, std=std)
+
+
 def bpr_loss(pu: Any, qi: Any, qj: Any) -> Any:
     """Mean ``-log sigmoid(<p_u, q_i> - <p_u, q_j>)`` over users (B, d), positives (B, d) and
     negatives (B, n, d)."""

@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import PairwiseRecommender, bpr_loss, embedding_penalty
+from explorec.models._neural import (
+    PairwiseRecommender,
+    add_user_item_embeddings,
+    bpr_loss,
+    embedding_penalty,
+)
 
 
 def _build(n_users: int, n_items: int, factors: int) -> Any:
@@ -17,10 +22,7 @@ def _build(n_users: int, n_items: int, factors: int) -> Any:
     class BPRNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.user = nn.Embedding(n_users, factors)
-            self.item = nn.Embedding(n_items, factors)
-            nn.init.normal_(self.user.weight, std=0.1)
-            nn.init.normal_(self.item.weight, std=0.1)
+            add_user_item_embeddings(self, n_users, n_items, factors)
 
         def scores(self, users: torch.Tensor) -> torch.Tensor:
             return self.user(users) @ self.item.weight.T

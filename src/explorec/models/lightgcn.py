@@ -8,7 +8,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import PairwiseRecommender, bpr_loss, embedding_penalty
+from explorec.models._neural import (
+    PairwiseRecommender,
+    add_user_item_embeddings,
+    bpr_loss,
+    embedding_penalty,
+)
 
 
 def normalized_adjacency(X: sp.csr_matrix) -> sp.coo_matrix:
@@ -41,10 +46,7 @@ def _build(n_users: int, n_items: int, factors: int, layers: int) -> Any:
     class LightGCNNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.user = nn.Embedding(n_users, factors)
-            self.item = nn.Embedding(n_items, factors)
-            nn.init.normal_(self.user.weight, std=0.1)
-            nn.init.normal_(self.item.weight, std=0.1)
+            add_user_item_embeddings(self, n_users, n_items, factors)
             self.adj: torch.Tensor | None = None  # set by the model (not a parameter)
 
         def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
