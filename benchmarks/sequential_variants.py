@@ -8,14 +8,21 @@ appended to ``--output``; the table printed at the end covers every line in that
 
     python benchmarks/sequential_variants.py --model sasrec --params '{"patience": 15}' \
         --seeds 2020,2021,2022 --tag p15
+
+A grid (``--grid FILE``: a JSON list of ``{"tag", "model", "params"}``) runs every entry on
+every seed, ``--jobs`` fits at a time in separate processes (one torch thread each); a
+machine with a GPU runs them there (``--device``, default CUDA when available).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -25,24 +32,44 @@ from explorec.evaluate import evaluate_model
 from explorec.models import create_model
 
 
-def run(model: str, params: dict, seeds: list[int], tag: str, output: Path) -> None:
+def fit_one(model: str, params: dict, seed: int, tag: str) -> dict[str, Any]:
+    """Fit one setting on one leave-last-out split; its JSON row."""
+    import torch
+
+    torch.set_num_threads(1)
     ds = load_dataset("ml-100k")
-    for seed in seeds:
-        split = make_split(ds.interactions, "loo", seed=seed)
-        t0 = time.perf_counter()
-        m = create_model(model, progress=False, **params).fit(split.train, split=split)
-        fit_s = time.perf_counter() - t0
-        valid = evaluate_model(m, split, part="valid", ks=(10,), metrics=("ndcg",)).metrics
-        m.extend_history(split.valid)
-        test = evaluate_model(m, split, ks=(10,), metrics=("hit", "ndcg")).metrics
-        tr = m.train_result_
-        row = {"tag": tag, "model": model, "params": params, "seed": seed,
-               "valid_ndcg@10": valid["ndcg@10"], "test_ndcg@10": test["ndcg@10"],
-               "test_hit@10": test["hit@10"], "fit_seconds": round(fit_s, 1),
-               "best_epoch": tr.best_epoch, "epochs_run": tr.epochs_run}
+    split = make_split(ds.interactions, "loo", seed=seed)
+    t0 = time.perf_counter()
+    m = create_model(model, progress=False, **params).fit(split.train, split=split)
+    fit_s = time.perf_counter() - t0
+    valid = evaluate_model(m, split, part="valid", ks=(10,), metrics=("ndcg",)).metrics
+    m.extend_history(split.valid)
+    test = evaluate_model(m, split, ks=(10,), metrics=("hit", "ndcg")).metrics
+    tr = m.train_result_
+    return {"tag": tag, "model": model, "params": params, "seed": seed,
+            "valid_ndcg@10": valid["ndcg@10"], "test_ndcg@10": test["ndcg@10"],
+            "test_hit@10": test["hit@10"], "fit_seconds": round(fit_s, 1),
+            "best_epoch": tr.best_epoch, "epochs_run": tr.epochs_run,
+            "device": str(next(m.net_.parameters()).device), "torch": torch.__version__}
+
+
+def run(jobs: list[tuple[str, dict, int, str]], output: Path, workers: int = 1) -> None:
+    """Fit every ``(model, params, seed, tag)``; append each row to ``output`` as it ends."""
+    def write(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
         with output.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+    if workers <= 1:
+        for job in jobs:
+            write(fit_one(*job))
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(fit_one, *job) for job in jobs]
+        for fut in as_completed(futures):
+            write(fut.result())
 
 
 def tied_share() -> float:
@@ -78,6 +105,9 @@ def main() -> None:
     ap.add_argument("--tag", default="run")
     ap.add_argument("--output", type=Path,
                     default=Path("benchmarks/results/sequential_variants.jsonl"))
+    ap.add_argument("--grid", type=Path, help="JSON list of {tag, model, params} to run.")
+    ap.add_argument("--jobs", type=int, default=1, help="Fits at a time (processes).")
+    ap.add_argument("--device", help="torch device for every fit (default: CUDA if present).")
     ap.add_argument("--show", action="store_true", help="Only print the table of --output.")
     ap.add_argument("--ties", action="store_true",
                     help="Only print the share of consecutive ratings with tied timestamps.")
@@ -86,11 +116,17 @@ def main() -> None:
         print(f"consecutive ratings of one user sharing a timestamp: {tied_share():.3f}")
         return
     if not args.show:
-        import torch
-
-        torch.set_num_threads(1)
-        run(args.model, json.loads(args.params), [int(s) for s in args.seeds.split(",")],
-            args.tag, args.output)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        entries = (json.loads(args.grid.read_text()) if args.grid else
+                   [{"tag": args.tag, "model": args.model, "params": json.loads(args.params)}])
+        jobs = []
+        for e in entries:
+            params = dict(e.get("params", {}))
+            if args.device:
+                params.setdefault("device", args.device)
+            jobs += [(e.get("model", args.model), params, seed, e["tag"]) for seed in seeds]
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        run(jobs, args.output, args.jobs)
     show(args.output)
 
 

@@ -129,6 +129,58 @@ def test_multi_target_horizon_trains(small, loss, ties):
     assert np.isfinite(hist[-1]["loss"]) and hist[-1]["loss"] < hist[0]["loss"]
 
 
+def test_time_buckets_are_log2_seconds():
+    import torch
+
+    from explorec.models._sequential import time_buckets
+
+    t = torch.tensor([[100.0, 100.0, 101.0, 103.0, 100.0 + 2**40, float("nan")]],
+                     dtype=torch.float64)
+    b = time_buckets(t, 32)[0]
+    assert b.shape == (6, 6)
+    assert b[1, 0] == 0 and b[2, 0] == 1 and b[3, 0] == 2 and b[3, 2] == 2  # 0 s, 1 s, 3 s, 2 s
+    assert b[4, 0] == 31  # capped
+    assert b[0, 3] == 0 and (b[5] == 0).all() and (b[:, 5] == 0).all()  # later key, NaN
+
+
+def test_training_windows_carry_input_and_target_values():
+    import scipy.sparse as sp
+
+    from explorec.models._sequential import training_windows
+
+    seq = sp.csr_matrix((np.ones(5), [3, 1, 2, 0, 4], [0, 5]), shape=(1, 5))
+    inp, tgt, vin, vtg = training_windows(seq, 3, np.array([10.0, 11, 12, 13, 14]))
+    assert inp.tolist() == [[1, 2, 0], [3, 5, 5]] and tgt.tolist() == [[2, 0, 4], [1, -100, -100]]
+    assert vin[0].tolist() == [11, 12, 13] and vtg[0].tolist() == [12, 13, 14]
+    assert vin[1, 0] == 10 and np.isnan(vin[1, 1:]).all()
+    assert training_windows(seq, 3)[2:] == (None, None)
+
+
+@pytest.mark.parametrize("params", [{"time_bias": True}, {"distance_bias": True},
+                                    {"time_bias": True, "distance_bias": True}])
+def test_sasrec_attention_biases_train_save_and_read_time(small, tmp_path, params):
+    import torch
+
+    model = create_model("sasrec", **(_quick("sasrec") | params)).fit(small.train, split=small)
+    assert np.isfinite(model.train_result_.history[-1]["loss"])
+    model.extend_history(small.valid)
+    assert len(model.seq_times_) == len(model.seq_items_) == len(small.train) + len(small.valid)
+    scores = model.score(np.arange(8))
+    loaded = BaseRecommender.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.score(np.arange(8)), scores, rtol=1e-5, atol=1e-6)
+    if params.get("time_bias"):
+        with torch.no_grad():  # the time bias is in use: other times, other scores
+            model.net_.time_bias.weight.add_(torch.randn_like(model.net_.time_bias.weight))
+        shifted = model.seq_times_.copy()
+        model.seq_times_ = np.full_like(shifted, np.nan)
+        unknown = model.score(np.arange(8))
+        model.seq_times_ = shifted
+        assert not np.allclose(unknown, model.score(np.arange(8)))
+    ids, _ = model.recommend_for_history([small.train.items.ids[0], small.train.items.ids[3]],
+                                         k=5)
+    assert len(ids) == 5
+
+
 def test_neural_training_is_seeded(small):
     a = create_model("bpr", **_quick("bpr")).fit(small.train)
     b = create_model("bpr", **_quick("bpr")).fit(small.train)

@@ -23,15 +23,15 @@ from explorec.models._neural import TorchRecommender, time_ordered_matrix
 
 
 def training_windows(seq: sp.csr_matrix, max_len: int, values: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Cut each row's time-ordered items into (input, target) windows of ``max_len``.
 
     Transition ``k`` of a row (input item ``k - 1``, target item ``k``) goes to window
     ``(L - 1 - k) // max_len`` counted from the row's end, so the most recent transitions
     share a window with the longest context. Returns right-padded ``inputs`` and ``targets``
     (padding ``n_items`` and ``-100``), both ``(n_windows, max_len)``; and, when ``values``
-    (one per entry of ``seq.indices``, e.g. timestamps) is given, each target's value in the
-    same layout (padding NaN), else None.
+    (one per entry of ``seq.indices``, e.g. timestamps) is given, each input's and each
+    target's value in the same layout (padding NaN), else None and None.
     """
     n_items = seq.shape[1]
     lengths = np.diff(seq.indptr)
@@ -52,11 +52,26 @@ def training_windows(seq: sp.csr_matrix, max_len: int, values: np.ndarray | None
     targets = np.full((int(n_win.sum()), max_len), -100, dtype=np.int64)
     inputs[window, col] = seq.indices[base + k - 1]
     targets[window, col] = seq.indices[base + k]
-    target_values = None
-    if values is not None:
-        target_values = np.full(targets.shape, np.nan)
-        target_values[window, col] = np.asarray(values, dtype=np.float64)[base + k]
-    return inputs, targets, target_values
+    if values is None:
+        return inputs, targets, None, None
+    values = np.asarray(values, dtype=np.float64)
+    input_values = np.full(targets.shape, np.nan)
+    target_values = np.full(targets.shape, np.nan)
+    input_values[window, col] = values[base + k - 1]
+    target_values[window, col] = values[base + k]
+    return inputs, targets, input_values, target_values
+
+
+def time_buckets(times: Any, n_buckets: int) -> Any:
+    """``(B, L, L)`` long tensor: the time interval between query position ``i`` and key
+    position ``j`` of each row of ``times`` ``(B, L)`` (float64 seconds), bucketed on a log2
+    scale: 0 for the same second (or an earlier or unknown query time), ``1 + floor(log2(gap))``
+    above, capped at ``n_buckets - 1``. NaN (padding) falls in bucket 0."""
+    import torch
+
+    gap = (times[:, :, None] - times[:, None, :]).nan_to_num(0.0)
+    b = torch.floor(torch.log2(gap.clamp(min=1.0))) + 1
+    return torch.where(gap >= 1.0, b, torch.zeros_like(b)).clamp(max=n_buckets - 1).long()
 
 
 def future_targets(y: Any, horizon: int, fill: float = -100) -> Any:
@@ -71,24 +86,32 @@ def future_targets(y: Any, horizon: int, fill: float = -100) -> Any:
     return out
 
 
-def right_padded_last(seq: sp.csr_matrix, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def right_padded_last(seq: sp.csr_matrix, max_len: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's last ``max_len`` items in time order from column 0, right-padded with
-    ``n_items``; plus the number of items kept per row."""
+    ``n_items``; the number of items kept per row; and their stored values (``seq.data``,
+    e.g. timestamps; NaN in the padding) in the same layout."""
     n_items = seq.shape[1]
     lengths = np.minimum(np.diff(seq.indptr), max_len)
     out = np.full((seq.shape[0], max_len), n_items, dtype=np.int64)
+    vals = np.full((seq.shape[0], max_len), np.nan)
     rows = np.repeat(np.arange(seq.shape[0]), lengths)
     offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[rows, offs] = seq.indices[np.repeat(seq.indptr[1:] - lengths, lengths) + offs]
-    return out, lengths
+    src = np.repeat(seq.indptr[1:] - lengths, lengths) + offs
+    out[rows, offs] = seq.indices[src]
+    vals[rows, offs] = seq.data[src]
+    return out, lengths, vals
 
 
 class SequentialRecommender(TorchRecommender):
     """Base of the next-item models (``gru4rec``, ``sasrec``).
 
-    The user's sequence (``sequences_``: training interactions in time order, plus anything
-    added by :meth:`extend_history`) is the model's input; ``score`` gives the next-item
-    logits after each user's latest ``max_len`` items.
+    The user's sequence (``seq_items_`` with their timestamps ``seq_times_``: training
+    interactions in time order, plus anything added by :meth:`extend_history`) is the model's
+    input; ``score`` gives the next-item logits after each user's latest ``max_len`` items.
+    A net is called as ``net(items, times)`` with right-padded ``(B, L)`` item ids and their
+    float64 timestamps (NaN where unknown or padding); models that do not read time ignore
+    the second argument.
 
     Objective: ``horizon`` sets how many items ahead each position learns to predict (1: the
     next item only, the usual objective; more: cross-entropy against the uniform distribution
@@ -100,7 +123,7 @@ class SequentialRecommender(TorchRecommender):
     """
 
     sequential = True
-    _state_names = ("seq_items_", "seq_indptr_")
+    _state_names = ("seq_items_", "seq_indptr_", "seq_times_")
     max_len: int
     batch_size: int
     loss: str
@@ -112,14 +135,29 @@ class SequentialRecommender(TorchRecommender):
         super().__init__()
         self.seq_items_: np.ndarray | None = None
         self.seq_indptr_: np.ndarray | None = None
+        self.seq_times_: np.ndarray | None = None
+
+    def _uses_times(self) -> bool:
+        """Whether the net reads the timestamps of its input items (subclasses)."""
+        return False
 
     # ------------------------------------------------------------------ sequences
     def _sequences(self) -> sp.csr_matrix:
+        """The stored sequences as a CSR whose data is each entry's position in
+        ``seq_items_`` plus one (so row slicing keeps the link to ``seq_times_``)."""
         if self.seq_items_ is None or self.seq_indptr_ is None:
             raise ExploRecError(f"{self.name} has no user sequences; fit it first")
         n = len(self.seq_items_)
-        return sp.csr_matrix((np.ones(n, np.float32), self.seq_items_, self.seq_indptr_),
-                             shape=(len(self.seq_indptr_) - 1, self.n_items))
+        return sp.csr_matrix((np.arange(1, n + 1, dtype=np.float64), self.seq_items_,
+                              self.seq_indptr_), shape=(len(self.seq_indptr_) - 1, self.n_items))
+
+    @staticmethod
+    def _known_times(interactions: Any, ordered: sp.csr_matrix) -> np.ndarray:
+        """Timestamps of ``ordered``'s entries (``time_ordered_matrix(..., times=True)``), or
+        NaN (unknown) when ``interactions`` carry none."""
+        if interactions.timestamp is None:
+            return np.full(len(ordered.indices), np.nan)
+        return np.asarray(ordered.data, dtype=np.float64)
 
     def extend_history(self, interactions: Any) -> None:
         """Append later interactions (e.g. a split's validation part) to the users' sequences,
@@ -129,20 +167,26 @@ class SequentialRecommender(TorchRecommender):
         sequential models): the validation item is the latest context of the test item.
         """
         seq = self._sequences()
-        extra = time_ordered_matrix(interactions)
+        extra = time_ordered_matrix(interactions, times=True)
         if extra.shape != seq.shape:
             raise ExploRecError(f"interactions cover {extra.shape}, the model {seq.shape}")
         old_rows = np.repeat(np.arange(seq.shape[0]), np.diff(seq.indptr))
         new_rows = np.repeat(np.arange(seq.shape[0]), np.diff(extra.indptr))
         rows = np.concatenate([old_rows, new_rows])
         items = np.concatenate([seq.indices, extra.indices]).astype(np.int64)
+        old_times = (self.seq_times_ if self.seq_times_ is not None
+                     else np.full(len(seq.indices), np.nan))
+        times = np.concatenate([old_times, self._known_times(interactions, extra)])
         rank = np.arange(len(rows))  # old before new, each in time order
         order = np.lexsort((rank, rows))
         self.seq_items_ = items[order]
+        self.seq_times_ = times[order]
         self.seq_indptr_ = np.r_[0, np.cumsum(np.bincount(rows, minlength=seq.shape[0]))
                                  ].astype(np.int64)
         X = self._check_fitted()
-        self.user_items_ = ((X + extra) > 0).astype(np.float32).tocsr()
+        added = sp.csr_matrix((np.ones(len(extra.indices), np.float32), extra.indices,
+                               extra.indptr), shape=extra.shape)
+        self.user_items_ = ((X + added) > 0).astype(np.float32).tocsr()
 
     # ------------------------------------------------------------------ training
     def _check_sequence_params(self) -> None:
@@ -157,30 +201,35 @@ class SequentialRecommender(TorchRecommender):
         self._check_sequence_params()
         inputs = self._inputs
         assert inputs is not None
-        seq = time_ordered_matrix(inputs.train)
+        seq = time_ordered_matrix(inputs.train, times=True)
         self.seq_items_ = seq.indices.astype(np.int64)
         self.seq_indptr_ = seq.indptr.astype(np.int64)
+        self.seq_times_ = self._known_times(inputs.train, seq)
         dev, net = self._start_training()
         horizon, ties = int(self.horizon), bool(self.ties)
-        times = time_ordered_matrix(inputs.train, times=True).data if ties else None
-        win_in, win_tg, win_t = training_windows(seq, int(self.max_len), times)
+        # ties compare target times (row order stands in for time when there is none);
+        # the net reads the known input times (NaN when there are none)
+        win_in, win_tg, _, win_t = training_windows(seq, int(self.max_len), seq.data)
         if len(win_in) == 0:
             raise ExploRecError(f"{self.name} needs users with at least two interactions")
         t_in = torch.as_tensor(win_in, device=dev)
         t_tg = torch.as_tensor(win_tg, device=dev)
-        t_time = torch.as_tensor(win_t, device=dev) if win_t is not None else None
+        t_time = torch.as_tensor(win_t, device=dev) if ties else None
+        t_in_time = None
+        if self._uses_times():
+            in_times = training_windows(seq, int(self.max_len), self.seq_times_)[2]
+            t_in_time = torch.as_tensor(in_times, device=dev)
         bs = int(self.batch_size)
 
         def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
             order = torch.as_tensor(rng.permutation(len(win_in)), device=dev)
             for s in range(0, len(order), bs):
                 idx = order[s:s + bs]
-                x, y = t_in[idx], t_tg[idx]
+                y = t_tg[idx]
                 width = int((y != -100).sum(1).max())  # trim the batch's common padding
-                if t_time is None:
-                    yield x[:, :width], y[:, :width]
-                else:
-                    yield x[:, :width], y[:, :width], t_time[idx][:, :width]
+                yield (t_in[idx][:, :width], y[:, :width],
+                       None if t_in_time is None else t_in_time[idx][:, :width],
+                       None if t_time is None else t_time[idx][:, :width])
 
         n_items = X.shape[1]
         n_neg = int(self.n_negatives)
@@ -189,9 +238,9 @@ class SequentialRecommender(TorchRecommender):
         gen.manual_seed(int(self.seed))
 
         def step(batch):  # type: ignore[no-untyped-def]
-            x, y = batch[0], batch[1]
+            x, y, x_time, y_time = batch
             keep = y != -100
-            h = net(x)[keep]
+            h = net(x, x_time)[keep]
             E, b = net.output()
             target = y[keep] if horizon == 1 else future_targets(y, horizon)[keep]  # (N,) | (N, H)
             if sampled:
@@ -213,7 +262,7 @@ class SequentialRecommender(TorchRecommender):
             # the later items that share the next item's timestamp)
             valid = target != -100
             if ties:
-                ft = future_targets(batch[2], horizon, fill=float("nan"))[keep]
+                ft = future_targets(y_time, horizon, fill=float("nan"))[keep]
                 valid &= ft == ft[:, :1]  # NaN (past the window) never equals
             w = valid / valid.sum(1, keepdim=True)
             t = target.clamp(min=0)
@@ -228,7 +277,8 @@ class SequentialRecommender(TorchRecommender):
         self._train(net, batches, step, n_batches=int(np.ceil(len(win_in) / bs)))
 
     # ------------------------------------------------------------------ scoring
-    def _score_padded(self, padded: np.ndarray, lengths: np.ndarray, dev: Any) -> Any:
+    def _score_padded(self, padded: np.ndarray, lengths: np.ndarray, times: np.ndarray,
+                      dev: Any) -> Any:
         import torch
 
         out = []
@@ -236,7 +286,9 @@ class SequentialRecommender(TorchRecommender):
             x = torch.as_tensor(padded[s:s + 512], device=dev)
             n = torch.as_tensor(lengths[s:s + 512], device=dev)
             width = max(1, int(n.max()) if len(n) else 1)
-            h = self.net_(x[:, :width])
+            t = torch.as_tensor(times[s:s + 512, :width], device=dev) if self._uses_times() \
+                else None
+            h = self.net_(x[:, :width], t)
             last = h[torch.arange(len(x), device=dev), (n - 1).clamp(min=0)]
             E, b = self.net_.output()
             logits = last @ E.T + (b if b is not None else 0.0)
@@ -246,15 +298,22 @@ class SequentialRecommender(TorchRecommender):
 
     def _score_tensor(self, users: Any) -> Any:
         seq = self._sequences()[users.cpu().numpy()]
-        padded, lengths = right_padded_last(seq, int(self.max_len))
-        return self._score_padded(padded, lengths, users.device)
+        padded, lengths, entry = right_padded_last(seq, int(self.max_len))
+        stored = self.seq_times_ if self.seq_times_ is not None else np.full(
+            len(self.seq_items_), np.nan)  # type: ignore[arg-type]
+        times = np.full(entry.shape, np.nan)
+        real = ~np.isnan(entry)
+        times[real] = stored[entry[real].astype(np.int64) - 1]
+        return self._score_padded(padded, lengths, times, users.device)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
-        """Scores after each row's items, taken in the row's stored column order as time."""
+        """Scores after each row's items, taken in the row's stored column order as time
+        (their timestamps are unknown: a time-aware net treats them as one session)."""
         import torch
 
-        padded, lengths = right_padded_last(sp.csr_matrix(history), int(self.max_len))
+        padded, lengths, _ = right_padded_last(sp.csr_matrix(history), int(self.max_len))
+        times = np.full(padded.shape, np.nan)
         dev = next(self.net_.parameters()).device
         self.net_.eval()
         with torch.no_grad():
-            return self._score_padded(padded, lengths, dev).float().cpu().numpy()
+            return self._score_padded(padded, lengths, times, dev).float().cpu().numpy()

@@ -23,9 +23,9 @@ def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float) -> 
             self.out = nn.Linear(hidden, dim)
             self.bias = nn.Parameter(torch.zeros(n_items))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
             """(B, L) right-padded item ids -> (B, L, dim) states (padding comes last, so it
-            never feeds a real position)."""
+            never feeds a real position); ``times`` is not read."""
             h, _ = self.gru(self.drop(self.item(x)))
             return self.out(self.drop(h))
 

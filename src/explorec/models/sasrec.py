@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._sequential import SequentialRecommender
+from explorec.models._sequential import SequentialRecommender, time_buckets
+
+TIME_BUCKETS = 32  # log2-second intervals: same second, 1 s, 2-3 s, ..., about 34 years
 
 
 def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropout: float,
-           item_bias: bool) -> Any:
+           item_bias: bool, time_bias: bool, distance_bias: bool) -> Any:
     import torch
     from torch import nn
 
@@ -26,12 +28,12 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
                                     nn.Linear(4 * dim, dim))
             self.drop = nn.Dropout(dropout)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
             B, L, _ = x.shape
             q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, heads, dim // heads).permute(
                 2, 0, 3, 1, 4)
             a = nn.functional.scaled_dot_product_attention(
-                q, k, v, is_causal=True)
+                q, k, v, attn_mask=mask, is_causal=mask is None)
             x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, dim)))
             return x + self.drop(self.ff(self.norm2(x)))
 
@@ -48,13 +50,41 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
             self.blocks = nn.ModuleList(Block() for _ in range(layers))
             self.norm = nn.LayerNorm(dim)
             self.bias = nn.Parameter(torch.zeros(n_items)) if item_bias else None
+            # per-head attention biases, zero at the start (plain SASRec until they learn)
+            self.time_bias = nn.Embedding(TIME_BUCKETS, heads) if time_bias else None
+            self.distance_bias = nn.Embedding(max_len, heads) if distance_bias else None
+            for e in (self.time_bias, self.distance_bias):
+                if e is not None:
+                    nn.init.zeros_(e.weight)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """(B, L) right-padded item ids -> (B, L) hidden states (causal)."""
+        def attention_mask(self, x: torch.Tensor, times: torch.Tensor | None
+                           ) -> torch.Tensor | None:
+            """Causal mask plus the learned biases, ``(B or 1, heads, L, L)``; None when the
+            net has no bias (plain causal attention)."""
+            if self.time_bias is None and self.distance_bias is None:
+                return None
+            L = x.shape[1]
+            ar = torch.arange(L, device=x.device)
+            bias = torch.zeros((1, heads, L, L), device=x.device)
+            if self.distance_bias is not None:
+                dist = (ar[:, None] - ar[None, :]).clamp(0, max_len - 1)
+                bias = bias + self.distance_bias(dist).permute(2, 0, 1)[None]
+            if self.time_bias is not None:
+                if times is None:  # unknown times: one session
+                    times = torch.full(x.shape, float("nan"), dtype=torch.float64,
+                                       device=x.device)
+                bias = bias + self.time_bias(time_buckets(times, TIME_BUCKETS)).permute(
+                    0, 3, 1, 2)
+            return bias.masked_fill(ar[None, :] > ar[:, None], float("-inf"))
+
+        def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+            """(B, L) right-padded item ids (and their float64 timestamps, read with
+            ``time_bias``) -> (B, L, dim) hidden states (causal)."""
             pos = torch.arange(x.shape[1], device=x.device)
             h = self.drop(self.item(x) * dim ** 0.5 + self.pos(pos)[None])
+            mask = self.attention_mask(x, times)
             for b in self.blocks:
-                h = b(h)
+                h = b(h, mask)
             return self.norm(h)
 
         def output(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -77,6 +107,13 @@ class SASRec(SequentialRecommender):
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
     dropout : dropout on embeddings, attention and feed-forward layers.
     item_bias : add a learned per-item bias to the output logits.
+    time_bias : time-interval-aware attention (after TiSASRec, Li et al. WSDM 2020): each
+        head adds a learned bias for the log2-bucketed time between the query and key items
+        (same second, seconds, ..., years) to its attention logits, so a head can attend to
+        the latest session. Reads the timestamps of the interactions (unknown times count as
+        one session).
+    distance_bias : each head adds a learned bias for the distance (in items) between query
+        and key to its attention logits (relative positions, on top of the absolute ones).
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -84,7 +121,8 @@ class SASRec(SequentialRecommender):
     name = "sasrec"
 
     def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
-                 dropout: float = 0.3, item_bias: bool = False, horizon: int = 10, ties: bool = True,
+                 dropout: float = 0.3, item_bias: bool = False, time_bias: bool = False,
+                 distance_bias: bool = False, horizon: int = 10, ties: bool = True,
                  loss: str = "ce", n_negatives: int = 256, epochs: int = 200,
                  patience: int = 15, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, seed: int = DEFAULT_SEED, device: str | None = None,
@@ -96,6 +134,8 @@ class SASRec(SequentialRecommender):
         self.max_len = max_len
         self.dropout = dropout
         self.item_bias = item_bias
+        self.time_bias = time_bias
+        self.distance_bias = distance_bias
         self.horizon = horizon
         self.ties = ties
         self.loss = loss
@@ -108,4 +148,8 @@ class SASRec(SequentialRecommender):
         if not 0 <= float(self.dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         return _build(self.n_items, int(self.dim), int(self.heads), int(self.layers),
-                      int(self.max_len), float(self.dropout), bool(self.item_bias))
+                      int(self.max_len), float(self.dropout), bool(self.item_bias),
+                      bool(self.time_bias), bool(self.distance_bias))
+
+    def _uses_times(self) -> bool:
+        return bool(self.time_bias)
