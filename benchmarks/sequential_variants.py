@@ -97,6 +97,42 @@ def show(output: Path) -> None:
     Console().print(table)
 
 
+def show_means(output: Path, markdown: bool = False) -> None:
+    """One row per (model, tag): mean validation and test NDCG@10 over its split seeds, best
+    validation first (the order the defaults were chosen in)."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for line in output.read_text().splitlines():
+        r = json.loads(line)
+        groups.setdefault((r["model"], r["tag"]), []).append(r)
+    rows = []
+    for (model, tag), rs in groups.items():
+        rs.sort(key=lambda r: r["seed"])
+        valid = np.array([r["valid_ndcg@10"] for r in rs])
+        test = np.array([r["test_ndcg@10"] for r in rs])
+        params = {k: v for k, v in rs[0]["params"].items() if k != "device"}
+        rows.append((valid.mean(), model, tag, len(rs), test.mean(),
+                     " ".join(f"{v:.4f}" for v in valid), " ".join(f"{v:.4f}" for v in test),
+                     float(np.mean([r["fit_seconds"] for r in rs])), json.dumps(params)))
+    rows.sort(key=lambda r: -r[0])
+    head = ("model", "tag", "runs", "valid NDCG@10", "test NDCG@10", "valid per seed",
+            "test per seed", "fit s", "params")
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for v, model, tag, n, t, vs, ts, fs, pr in rows:
+            print(f"| {model} | {tag} | {n} | {v:.4f} | {t:.4f} | {vs} | {ts} | {fs:.0f} | "
+                  f"`{pr}` |")
+        return
+    table = Table(title=f"ML-100K leave-last-out, mean over split seeds, {output}")
+    for col in head:
+        table.add_column(col)
+    for v, model, tag, n, t, vs, ts, fs, pr in rows:
+        table.add_row(model, tag, str(n), f"{v:.4f}", f"{t:.4f}", vs, ts, f"{fs:.0f}", pr)
+    Console().print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="sasrec", choices=["sasrec", "gru4rec"])
@@ -109,6 +145,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="Fits at a time (processes).")
     ap.add_argument("--device", help="torch device for every fit (default: CUDA if present).")
     ap.add_argument("--show", action="store_true", help="Only print the table of --output.")
+    ap.add_argument("--means", action="store_true",
+                    help="Print means over split seeds per setting instead of every run.")
+    ap.add_argument("--markdown", action="store_true", help="With --means: a Markdown table.")
     ap.add_argument("--ties", action="store_true",
                     help="Only print the share of consecutive ratings with tied timestamps.")
     args = ap.parse_args()
@@ -127,7 +166,10 @@ def main() -> None:
             jobs += [(e.get("model", args.model), params, seed, e["tag"]) for seed in seeds]
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         run(jobs, args.output, args.jobs)
-    show(args.output)
+    if args.means:
+        show_means(args.output, args.markdown)
+    else:
+        show(args.output)
 
 
 if __name__ == "__main__":

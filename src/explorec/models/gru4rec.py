@@ -54,7 +54,7 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
 
     def __init__(self, dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
-                 dropout: float = 0.3, horizon: int = 10, ties: bool = True, loss: str = "ce",
+                 dropout: float = 0.5, horizon: int = 10, ties: bool = True, loss: str = "ce",
                  n_negatives: int = 256, epochs: int = 200, patience: int = 15,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128,
                  seed: int = DEFAULT_SEED, device: str | None = None, progress: bool = True

@@ -121,7 +121,7 @@ class SASRec(SequentialRecommender):
     name = "sasrec"
 
     def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
-                 dropout: float = 0.3, item_bias: bool = False, time_bias: bool = False,
+                 dropout: float = 0.5, item_bias: bool = False, time_bias: bool = True,
                  distance_bias: bool = False, horizon: int = 10, ties: bool = True,
                  loss: str = "ce", n_negatives: int = 256, epochs: int = 200,
                  patience: int = 15, lr: float = 3e-3, weight_decay: float = 0.0,
