@@ -40,7 +40,8 @@ def fit_one(model: str, params: dict, seed: int, tag: str) -> dict[str, Any]:
     ds = load_dataset("ml-100k")
     split = make_split(ds.interactions, "loo", seed=seed)
     t0 = time.perf_counter()
-    m = create_model(model, progress=False, **params).fit(split.train, split=split)
+    m = create_model(model, progress=False, **params).fit(split.train, catalog=ds.catalog,
+                                                          split=split)
     fit_s = time.perf_counter() - t0
     valid = evaluate_model(m, split, part="valid", ks=(10,), metrics=("ndcg",)).metrics
     m.extend_history(split.valid)

@@ -18,6 +18,7 @@ import pytest
 
 from explorec.data import make_split
 from explorec.data.synthetic import generate
+from explorec.errors import ExploRecError
 from explorec.evaluate import evaluate_model
 from explorec.models import BaseRecommender, Recommender, create_model, model_names
 
@@ -179,6 +180,31 @@ def test_sasrec_attention_biases_train_save_and_read_time(small, tmp_path, param
     ids, _ = model.recommend_for_history([small.train.items.ids[0], small.train.items.ids[3]],
                                          k=5)
     assert len(ids) == 5
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_sequential_models_read_item_text_and_add_items(name, tmp_path):
+    ds = generate(n_users=120, n_items=80, n_interactions=2500, seed=7)
+    split = make_split(ds.interactions, "loo", seed=1)
+    model = create_model(name, **(_quick(name) | {"encoder": "tfidf"})).fit(
+        split.train, catalog=ds.catalog, split=split)
+    assert model.item_text_vectors_.shape[0] == model.n_items == 80
+    assert float(model.net_.text.proj.weight.detach().abs().sum()) > 0  # the text part learned
+    before = model.score(np.arange(6))
+    internal = model.add_items(["new-1", "new-2"], ["A comedy about cats", "Robots in space"])
+    assert internal.tolist() == [80, 81] and model.n_items == 82
+    after = model.score(np.arange(6))
+    np.testing.assert_allclose(after[:, :80], before, rtol=1e-5, atol=1e-6)  # old items as before
+    assert np.isfinite(after[:, 80:]).all() and not np.allclose(after[:, 80], after[:, 81])
+    ids, _ = model.recommend_for_history(["new-1", split.train.items.ids[0]], k=5)
+    assert len(ids) == 5 and "new-1" not in ids
+    loaded = BaseRecommender.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.score(np.arange(6)), after, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ExploRecError, match="catalog"):
+        create_model(name, **(_quick(name) | {"encoder": "tfidf"})).fit(split.train, split=split)
+    plain = create_model(name, **_quick(name)).fit(split.train, split=split)
+    with pytest.raises(ExploRecError, match="encoder"):
+        plain.add_items(["x"], ["some text"])
 
 
 def test_neural_training_is_seeded(small):

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from explorec.errors import ExploRecError
 from explorec.models._neural import TorchRecommender, time_ordered_matrix
+from explorec.models.text_items import TextItemsMixin
 
 
 def training_windows(seq: sp.csr_matrix, max_len: int, values: np.ndarray | None = None
@@ -103,7 +104,30 @@ def right_padded_last(seq: sp.csr_matrix, max_len: int
     return out, lengths, vals
 
 
-class SequentialRecommender(TorchRecommender):
+def text_items_module(vectors: np.ndarray, dim: int) -> Any:
+    """Torch module mapping each item's language-model vector into a net's item space:
+    ``module()`` is ``(n_items + 1, dim)`` (last row, the padding id, zero), added to the ID
+    embeddings. The projection starts at zero, so training starts from the ID-only model; the
+    vectors are a non-persistent buffer (the model stores them as ``item_text_vectors_``)."""
+    import torch
+    from torch import nn
+
+    class TextItems(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            padded = np.zeros((len(vectors) + 1, vectors.shape[1]), np.float32)
+            padded[:-1] = vectors
+            self.register_buffer("vectors", torch.as_tensor(padded), persistent=False)
+            self.proj = nn.Linear(vectors.shape[1], dim, bias=False)
+            nn.init.zeros_(self.proj.weight)
+
+        def forward(self) -> torch.Tensor:
+            return self.proj(self.vectors)
+
+    return TextItems()
+
+
+class SequentialRecommender(TextItemsMixin, TorchRecommender):
     """Base of the next-item models (``gru4rec``, ``sasrec``).
 
     The user's sequence (``seq_items_`` with their timestamps ``seq_times_``: training
@@ -120,6 +144,12 @@ class SequentialRecommender(TorchRecommender):
     item's timestamp: items rated in the same second have no real order. The default (10 with
     ties) raised validation NDCG@10 on ML-100K, where half of a user's consecutive ratings
     share a timestamp; without timestamps no items tie and the loss is the plain next-item one.
+
+    Item text: with ``encoder`` (``"minilm"``, ``"tfidf"`` or a sentence-transformers path),
+    each item's embedding is its ID embedding plus a learned projection of its text's
+    language-model vector (``fit(..., catalog=...)`` gives the text). Items added later with
+    :meth:`add_items` are known by their text alone and can be predicted as next items, and
+    read in histories, without retraining.
     """
 
     sequential = True
@@ -130,12 +160,71 @@ class SequentialRecommender(TorchRecommender):
     n_negatives: int
     horizon: int = 1
     ties: bool = False
+    encoder: str | None = None
+    template: str
 
     def __init__(self) -> None:
         super().__init__()
         self.seq_items_: np.ndarray | None = None
         self.seq_indptr_: np.ndarray | None = None
         self.seq_times_: np.ndarray | None = None
+        self.item_text_vectors_: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ item text
+    def _text_module(self, dim: int) -> Any:
+        """The net's text part (None without ``encoder``)."""
+        if self.item_text_vectors_ is None:
+            return None
+        return text_items_module(self.item_text_vectors_, dim)
+
+    def add_items(self, item_ids: Any, texts: Any) -> np.ndarray:
+        """Add (or re-text) items known only by their text; they can be recommended as next
+        items at once (needs a model fitted with ``encoder``). Returns their internal ids."""
+        if not self.encoder:
+            raise ExploRecError(f"{self.name} was fitted without item text (encoder=None); "
+                                f"refit it with encoder='minilm' to add items by text")
+        return super().add_items(item_ids, texts)
+
+    def _grow_items(self, n_new: int) -> None:
+        """Rebuild the net for the wider catalog: old items keep their weights, new items
+        start with a zero ID embedding and bias (their text speaks for them)."""
+        import torch
+
+        super()._grow_items(n_new)
+        old = {k: v.detach() for k, v in self.net_.state_dict().items()}
+        dev = next(self.net_.parameters()).device
+        n_old = self.n_items - n_new
+        net = self._build_net().to(dev)
+        state = net.state_dict()
+        with torch.no_grad():
+            for k, v in state.items():
+                w = old[k]
+                if w.shape == v.shape:
+                    v.copy_(w)
+                else:  # item-indexed rows (with or without the padding row)
+                    v.zero_()
+                    v[:n_old] = w[:n_old]
+        net.load_state_dict(state)
+        self.net_ = net.eval()
+
+    def _set_item_vectors(self, internal: np.ndarray, vectors: np.ndarray) -> None:
+        import torch
+
+        text = getattr(self.net_, "text", None)
+        assert text is not None
+        with torch.no_grad():
+            text.vectors[torch.as_tensor(internal, device=text.vectors.device)] = torch.as_tensor(
+                vectors, dtype=text.vectors.dtype, device=text.vectors.device)
+
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        if self.item_text_vectors_ is not None:
+            state["item_text_vectors_"] = self.item_text_vectors_
+        return state
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:
+        self.item_text_vectors_ = arrays.get("item_text_vectors_")  # before the net is built
+        super()._set_state(arrays)
 
     def _uses_times(self) -> bool:
         """Whether the net reads the timestamps of its input items (subclasses)."""
@@ -205,6 +294,12 @@ class SequentialRecommender(TorchRecommender):
         self.seq_items_ = seq.indices.astype(np.int64)
         self.seq_indptr_ = seq.indptr.astype(np.int64)
         self.seq_times_ = self._known_times(inputs.train, seq)
+        self.item_text_vectors_ = None
+        if self.encoder:
+            if inputs.catalog is None:
+                raise ExploRecError(f"{self.name} with encoder={self.encoder!r} reads item text: "
+                                    f"pass fit(..., catalog=...) (or set encoder=None)")
+            self.item_text_vectors_ = np.asarray(self._encode_catalog(), dtype=np.float32)
         dev, net = self._start_training()
         horizon, ties = int(self.horizon), bool(self.ties)
         # ties compare target times (row order stands in for time when there is none);

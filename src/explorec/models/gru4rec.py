@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._sequential import SequentialRecommender
 
 
-def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float) -> Any:
+def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float, text: Any) -> Any:
     import torch
     from torch import nn
 
@@ -22,15 +23,22 @@ def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float) -> 
                               dropout=dropout if layers > 1 else 0.0)
             self.out = nn.Linear(hidden, dim)
             self.bias = nn.Parameter(torch.zeros(n_items))
+            self.text = text  # item text vectors projected into the item space, or None
 
         def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
             """(B, L) right-padded item ids -> (B, L, dim) states (padding comes last, so it
             never feeds a real position); ``times`` is not read."""
-            h, _ = self.gru(self.drop(self.item(x)))
+            e = self.item(x) if self.text is None else nn.functional.embedding(
+                x, self.item_table(), padding_idx=n_items)
+            h, _ = self.gru(self.drop(e))
             return self.out(self.drop(h))
 
+        def item_table(self) -> torch.Tensor:
+            """(n_items + 1, dim) item embeddings: ID part plus, with text, the text part."""
+            return self.item.weight if self.text is None else self.item.weight + self.text()
+
         def output(self) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.item.weight[:n_items], self.bias  # tied item embeddings
+            return self.item_table()[:n_items], self.bias  # tied item embeddings
 
     return GRU4RecNet()
 
@@ -47,6 +55,7 @@ class GRU4Rec(SequentialRecommender):
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
     dropout : dropout on embeddings and GRU outputs.
+    encoder, template : item text (see :class:`SequentialRecommender`); None: IDs only.
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -54,8 +63,9 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
 
     def __init__(self, dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
-                 dropout: float = 0.5, horizon: int = 10, ties: bool = True, loss: str = "ce",
-                 n_negatives: int = 256, epochs: int = 200, patience: int = 15,
+                 dropout: float = 0.5, encoder: str | None = None,
+                 template: str = DEFAULT_ITEM_TEMPLATE, horizon: int = 10, ties: bool = True,
+                 loss: str = "ce", n_negatives: int = 256, epochs: int = 200, patience: int = 15,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128,
                  seed: int = DEFAULT_SEED, device: str | None = None, progress: bool = True
                  ) -> None:
@@ -65,6 +75,8 @@ class GRU4Rec(SequentialRecommender):
         self.layers = layers
         self.max_len = max_len
         self.dropout = dropout
+        self.encoder = encoder
+        self.template = template
         self.horizon = horizon
         self.ties = ties
         self.loss = loss
@@ -76,4 +88,4 @@ class GRU4Rec(SequentialRecommender):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         self._check_positive("dim", "hidden", "layers")
         return _build(self.n_items, int(self.dim), int(self.hidden), int(self.layers),
-                      float(self.dropout))
+                      float(self.dropout), self._text_module(int(self.dim)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._sequential import SequentialRecommender, time_buckets
 
@@ -11,7 +12,7 @@ TIME_BUCKETS = 32  # log2-second intervals: same second, 1 s, 2-3 s, ..., about 
 
 
 def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropout: float,
-           item_bias: bool, time_bias: bool, distance_bias: bool) -> Any:
+           item_bias: bool, time_bias: bool, distance_bias: bool, text: Any) -> Any:
     import torch
     from torch import nn
 
@@ -50,6 +51,7 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
             self.blocks = nn.ModuleList(Block() for _ in range(layers))
             self.norm = nn.LayerNorm(dim)
             self.bias = nn.Parameter(torch.zeros(n_items)) if item_bias else None
+            self.text = text  # item text vectors projected into the item space, or None
             # per-head attention biases, zero at the start (plain SASRec until they learn)
             self.time_bias = nn.Embedding(TIME_BUCKETS, heads) if time_bias else None
             self.distance_bias = nn.Embedding(max_len, heads) if distance_bias else None
@@ -81,14 +83,20 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
             """(B, L) right-padded item ids (and their float64 timestamps, read with
             ``time_bias``) -> (B, L, dim) hidden states (causal)."""
             pos = torch.arange(x.shape[1], device=x.device)
-            h = self.drop(self.item(x) * dim ** 0.5 + self.pos(pos)[None])
+            e = self.item(x) if self.text is None else nn.functional.embedding(
+                x, self.item_table(), padding_idx=n_items)
+            h = self.drop(e * dim ** 0.5 + self.pos(pos)[None])
             mask = self.attention_mask(x, times)
             for b in self.blocks:
                 h = b(h, mask)
             return self.norm(h)
 
+        def item_table(self) -> torch.Tensor:
+            """(n_items + 1, dim) item embeddings: ID part plus, with text, the text part."""
+            return self.item.weight if self.text is None else self.item.weight + self.text()
+
         def output(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return self.item.weight[:n_items], self.bias  # tied input/output item embeddings
+            return self.item_table()[:n_items], self.bias  # tied input/output embeddings
 
     return SASRecNet()
 
@@ -114,6 +122,7 @@ class SASRec(SequentialRecommender):
         one session).
     distance_bias : each head adds a learned bias for the distance (in items) between query
         and key to its attention logits (relative positions, on top of the absolute ones).
+    encoder, template : item text (see :class:`SequentialRecommender`); None: IDs only.
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -122,7 +131,8 @@ class SASRec(SequentialRecommender):
 
     def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
                  dropout: float = 0.5, item_bias: bool = False, time_bias: bool = True,
-                 distance_bias: bool = False, horizon: int = 10, ties: bool = True,
+                 distance_bias: bool = False, encoder: str | None = None,
+                 template: str = DEFAULT_ITEM_TEMPLATE, horizon: int = 10, ties: bool = True,
                  loss: str = "ce", n_negatives: int = 256, epochs: int = 200,
                  patience: int = 15, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, seed: int = DEFAULT_SEED, device: str | None = None,
@@ -136,6 +146,8 @@ class SASRec(SequentialRecommender):
         self.item_bias = item_bias
         self.time_bias = time_bias
         self.distance_bias = distance_bias
+        self.encoder = encoder
+        self.template = template
         self.horizon = horizon
         self.ties = ties
         self.loss = loss
@@ -149,7 +161,8 @@ class SASRec(SequentialRecommender):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         return _build(self.n_items, int(self.dim), int(self.heads), int(self.layers),
                       int(self.max_len), float(self.dropout), bool(self.item_bias),
-                      bool(self.time_bias), bool(self.distance_bias))
+                      bool(self.time_bias), bool(self.distance_bias),
+                      self._text_module(int(self.dim)))
 
     def _uses_times(self) -> bool:
         return bool(self.time_bias)
