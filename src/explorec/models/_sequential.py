@@ -263,9 +263,8 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         new_rows = np.repeat(np.arange(seq.shape[0]), np.diff(extra.indptr))
         rows = np.concatenate([old_rows, new_rows])
         items = np.concatenate([seq.indices, extra.indices]).astype(np.int64)
-        old_times = (self.seq_times_ if self.seq_times_ is not None
-                     else np.full(len(seq.indices), np.nan))
-        times = np.concatenate([old_times, self._known_times(interactions, extra)])
+        assert self.seq_times_ is not None
+        times = np.concatenate([self.seq_times_, self._known_times(interactions, extra)])
         rank = np.arange(len(rows))  # old before new, each in time order
         order = np.lexsort((rank, rows))
         self.seq_items_ = items[order]
@@ -304,7 +303,7 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         horizon, ties = int(self.horizon), bool(self.ties)
         # ties compare target times (row order stands in for time when there is none);
         # the net reads the known input times (NaN when there are none)
-        win_in, win_tg, _, win_t = training_windows(seq, int(self.max_len), seq.data)
+        win_in, win_tg, win_in_t, win_t = training_windows(seq, int(self.max_len), seq.data)
         if len(win_in) == 0:
             raise ExploRecError(f"{self.name} needs users with at least two interactions")
         t_in = torch.as_tensor(win_in, device=dev)
@@ -312,8 +311,9 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         t_time = torch.as_tensor(win_t, device=dev) if ties else None
         t_in_time = None
         if self._uses_times():
-            in_times = training_windows(seq, int(self.max_len), self.seq_times_)[2]
-            t_in_time = torch.as_tensor(in_times, device=dev)
+            known = inputs.train.timestamp is not None
+            t_in_time = torch.as_tensor(win_in_t if known else np.full(win_in.shape, np.nan),
+                                        device=dev)
         bs = int(self.batch_size)
 
         def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
@@ -372,8 +372,10 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         self._train(net, batches, step, n_batches=int(np.ceil(len(win_in) / bs)))
 
     # ------------------------------------------------------------------ scoring
-    def _score_padded(self, padded: np.ndarray, lengths: np.ndarray, times: np.ndarray,
+    def _score_padded(self, padded: np.ndarray, lengths: np.ndarray, times: np.ndarray | None,
                       dev: Any) -> Any:
+        """Next-item scores after each row of ``padded`` (``lengths`` real items; ``times``
+        their timestamps, None for a net that does not read time)."""
         import torch
 
         out = []
@@ -381,8 +383,7 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
             x = torch.as_tensor(padded[s:s + 512], device=dev)
             n = torch.as_tensor(lengths[s:s + 512], device=dev)
             width = max(1, int(n.max()) if len(n) else 1)
-            t = torch.as_tensor(times[s:s + 512, :width], device=dev) if self._uses_times() \
-                else None
+            t = None if times is None else torch.as_tensor(times[s:s + 512, :width], device=dev)
             h = self.net_(x[:, :width], t)
             last = h[torch.arange(len(x), device=dev), (n - 1).clamp(min=0)]
             E, b = self.net_.output()
@@ -394,11 +395,12 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
     def _score_tensor(self, users: Any) -> Any:
         seq = self._sequences()[users.cpu().numpy()]
         padded, lengths, entry = right_padded_last(seq, int(self.max_len))
-        stored = self.seq_times_ if self.seq_times_ is not None else np.full(
-            len(self.seq_items_), np.nan)  # type: ignore[arg-type]
-        times = np.full(entry.shape, np.nan)
-        real = ~np.isnan(entry)
-        times[real] = stored[entry[real].astype(np.int64) - 1]
+        times = None
+        if self._uses_times():
+            assert self.seq_times_ is not None
+            times = np.full(entry.shape, np.nan)
+            real = ~np.isnan(entry)
+            times[real] = self.seq_times_[entry[real].astype(np.int64) - 1]
         return self._score_padded(padded, lengths, times, users.device)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
@@ -407,7 +409,7 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         import torch
 
         padded, lengths, _ = right_padded_last(sp.csr_matrix(history), int(self.max_len))
-        times = np.full(padded.shape, np.nan)
+        times = np.full(padded.shape, np.nan) if self._uses_times() else None
         dev = next(self.net_.parameters()).device
         self.net_.eval()
         with torch.no_grad():
