@@ -127,6 +127,21 @@ def text_items_module(vectors: np.ndarray, dim: int) -> Any:
     return TextItems()
 
 
+def item_table(item: Any, text: Any) -> Any:
+    """A sequential net's ``(n_items + 1, dim)`` item embeddings: the ID table ``item`` (an
+    ``nn.Embedding``) plus, when the net reads text, its ``text()`` part."""
+    return item.weight if text is None else item.weight + text()
+
+
+def embed_items(item: Any, text: Any, x: Any) -> Any:
+    """Embeddings of the ``(B, L)`` item ids ``x`` (padding id: the table's last row)."""
+    from torch import nn
+
+    if text is None:
+        return item(x)
+    return nn.functional.embedding(x, item_table(item, text), padding_idx=item.padding_idx)
+
+
 class SequentialRecommender(TextItemsMixin, TorchRecommender):
     """Base of the next-item models (``gru4rec``, ``sasrec``).
 
@@ -378,6 +393,7 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         their timestamps, None for a net that does not read time)."""
         import torch
 
+        E, b = self.net_.output()
         out = []
         for s in range(0, len(padded), 512):
             x = torch.as_tensor(padded[s:s + 512], device=dev)
@@ -386,7 +402,6 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
             t = None if times is None else torch.as_tensor(times[s:s + 512, :width], device=dev)
             h = self.net_(x[:, :width], t)
             last = h[torch.arange(len(x), device=dev), (n - 1).clamp(min=0)]
-            E, b = self.net_.output()
             logits = last @ E.T + (b if b is not None else 0.0)
             # users without any history: popularity-free uniform scores
             out.append(torch.where((n > 0)[:, None], logits, torch.zeros_like(logits)))

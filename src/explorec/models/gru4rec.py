@@ -6,7 +6,11 @@ from typing import Any
 
 from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._sequential import SequentialRecommender
+from explorec.models._sequential import (
+    SequentialRecommender,
+    embed_items,
+    item_table,
+)
 
 
 def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float, text: Any) -> Any:
@@ -28,17 +32,12 @@ def _build(n_items: int, dim: int, hidden: int, layers: int, dropout: float, tex
         def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
             """(B, L) right-padded item ids -> (B, L, dim) states (padding comes last, so it
             never feeds a real position); ``times`` is not read."""
-            e = self.item(x) if self.text is None else nn.functional.embedding(
-                x, self.item_table(), padding_idx=n_items)
+            e = embed_items(self.item, self.text, x)
             h, _ = self.gru(self.drop(e))
             return self.out(self.drop(h))
 
-        def item_table(self) -> torch.Tensor:
-            """(n_items + 1, dim) item embeddings: ID part plus, with text, the text part."""
-            return self.item.weight if self.text is None else self.item.weight + self.text()
-
         def output(self) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.item_table()[:n_items], self.bias  # tied item embeddings
+            return item_table(self.item, self.text)[:n_items], self.bias  # tied item embeddings
 
     return GRU4RecNet()
 

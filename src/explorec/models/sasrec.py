@@ -6,7 +6,12 @@ from typing import Any
 
 from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._sequential import SequentialRecommender, time_buckets
+from explorec.models._sequential import (
+    SequentialRecommender,
+    embed_items,
+    item_table,
+    time_buckets,
+)
 
 TIME_BUCKETS = 32  # log2-second intervals: same second, 1 s, 2-3 s, ..., about 34 years
 
@@ -83,20 +88,15 @@ def _build(n_items: int, dim: int, heads: int, layers: int, max_len: int, dropou
             """(B, L) right-padded item ids (and their float64 timestamps, read with
             ``time_bias``) -> (B, L, dim) hidden states (causal)."""
             pos = torch.arange(x.shape[1], device=x.device)
-            e = self.item(x) if self.text is None else nn.functional.embedding(
-                x, self.item_table(), padding_idx=n_items)
+            e = embed_items(self.item, self.text, x)
             h = self.drop(e * dim ** 0.5 + self.pos(pos)[None])
             mask = self.attention_mask(x, times)
             for b in self.blocks:
                 h = b(h, mask)
             return self.norm(h)
 
-        def item_table(self) -> torch.Tensor:
-            """(n_items + 1, dim) item embeddings: ID part plus, with text, the text part."""
-            return self.item.weight if self.text is None else self.item.weight + self.text()
-
         def output(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return self.item_table()[:n_items], self.bias  # tied input/output embeddings
+            return item_table(self.item, self.text)[:n_items], self.bias  # tied input/output embeddings
 
     return SASRecNet()
 
