@@ -36,7 +36,7 @@ def test_data_list_and_info_json(ml100k):
     info = json.loads(run("data", "info", "ml-100k", "--json").stdout)
     assert (info["users"], info["items"], info["interactions"]) == (943, 1682, 100000)
     obd = json.loads(run("data", "info", "obd", "--json").stdout)
-    assert obd["interactions"] == 60000 and obd["items"] == 80
+    assert obd["impressions"] == 60000 and obd["items"] == 80 and "users" not in obd
     assert obd["logs"]["random/all"]["clicks"] == 38
 
 
@@ -64,7 +64,7 @@ def test_evaluate_json_shape(tmp_path: Path, ml100k):
                 "ild@10"):
         assert key in ease["metrics"], key
         assert key in ease["valid_metrics"], key
-    assert ease["metrics"]["ndcg@10"] >= 0.32
+    assert ease["metrics"]["ndcg@10"] >= 0.31
     assert "| ease |" in md.read_text()
 
 
@@ -100,9 +100,11 @@ def test_recommend_writes_csv(tmp_path: Path, ml100k):
     run("recommend", "--model", "pop", "--k", "3", "--users", "196", "--output", str(one))
     rows = list(csv.DictReader(one.open()))
     assert [r["user"] for r in rows] == ["196"] * 3
-    proc = run("recommend", "--model", "pop", "--users", "no-such-user", "--output",
-               str(one), ok=False)
-    assert proc.returncode == 2 and "no-such-user" in proc.stderr
+    # a user the model never saw gets the cold-start list, and a note names them
+    proc = run("recommend", "--model", "ease", "--users", "no-such-user", "--output", str(one))
+    assert "'no-such-user'" in proc.stderr and "most popular" in proc.stderr
+    rows = list(csv.DictReader(one.open()))
+    assert [r["item"] for r in rows[:3]] == ["50", "258", "100"]  # ML-100K's most rated
 
 
 def test_split_export(tmp_path: Path, ml100k):

@@ -32,10 +32,11 @@ from explorec.evaluate.metrics import (
     item_coverage,
     normalized_item_vectors,
     novelty,
-    topk_from_scores,
     user_metrics,
 )
 from explorec.evaluate.protocol import evaluate_scores
+from explorec.ranking import tie_keys
+from explorec.ranking import topk as topk_from_scores
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
 INV_LOG2_3 = 1.0 / math.log2(3)  # discount of rank 2: 1/log2(2+1) = 0.6309297535714575
@@ -270,9 +271,13 @@ def test_evaluate_scores_hand_computed():
 
 
 # ====================================================================== 2. naive reference
-def _naive_ranking(score_row, available):
-    """Available items sorted by score descending, ties by item id ascending."""
-    return sorted(available, key=lambda i: (-score_row[i], i))
+def _tie(user, item, seed=2020):
+    return int(tie_keys(np.array(user), np.array(item), seed))
+
+
+def _naive_ranking(score_row, available, user=0):
+    """Available items sorted by score descending, ties by the user's tie key of the item."""
+    return sorted(available, key=lambda i: (-score_row[i], _tie(user, i)))
 
 
 def _naive_user_metrics(ranking, rel_set, k):
@@ -350,7 +355,7 @@ def naive_evaluate(scores, relevant, excluded, train, ks, candidates=None):
         available = [i for i in range(n_items) if i in cand and not exc_rows[u][i]]
         assert len(available) >= kmax, "test data must leave every user kmax candidates"
         rel_set = {i for i in available if rel_rows[u][i]}
-        ranking = _naive_ranking(scores[u], available)
+        ranking = _naive_ranking(scores[u], available, u)
         lists.append(ranking[:kmax])
         for k in ks:
             for name, v in _naive_user_metrics(ranking, rel_set, k).items():
@@ -490,27 +495,36 @@ def test_topk_from_scores_matches_sorted_on_continuous_scores():
     for u in range(40):
         finite = [i for i in range(30) if np.isfinite(scores[u, i])]
         if len(finite) >= 8:
-            assert got[u].tolist() == _naive_ranking(scores[u].tolist(), finite)[:8]
+            assert got[u].tolist() == _naive_ranking(scores[u].tolist(), finite, u)[:8]
 
 
-def test_topk_from_scores_ties_lower_index_first():
-    # documented in topk_from_scores: "ties: lower index first"
+def test_topk_ties_follow_seeded_keys_not_index():
+    # ties are ordered by tie_keys(row, item, seed), never by the item's index
     scores = np.array([[1.0, 0.0] + [1.0] * 38])
-    assert topk_from_scores(scores, 5).tolist() == [[0, 2, 3, 4, 5]]
-    assert topk_from_scores(np.zeros((1, 1000)), 3).tolist() == [[0, 1, 2]]
+    tied = [0, *range(2, 40)]
+    expect = sorted(tied, key=lambda i: _tie(0, i))[:5]
+    assert topk_from_scores(scores, 5).tolist() == [expect]
+    assert topk_from_scores(scores, 5).tolist() != [[0, 2, 3, 4, 5]]
+    # a different seed or a different row gives a different order
+    assert topk_from_scores(scores, 5, seed=1).tolist() != [expect]
+    assert topk_from_scores(scores, 5, rows=np.array([7])).tolist() != [expect]
+    # constant scores: the first position is uniform over the items across rows
+    first = topk_from_scores(np.zeros((20000, 10)), 1).ravel()
+    counts = np.bincount(first, minlength=10)
+    assert counts.min() > 1800 and counts.max() < 2200
 
 
 # ============================================================ 3. candidate restriction
 def _spy_topk(monkeypatch):
     lists = []
-    real = protocol.topk_from_scores
+    real = protocol.topk
 
-    def spy(scores, k):
-        out = real(scores, k)
+    def spy(scores, k, **kw):
+        out = real(scores, k, **kw)
         lists.append(out)
         return out
 
-    monkeypatch.setattr(protocol, "topk_from_scores", spy)
+    monkeypatch.setattr(protocol, "topk", spy)
     return lists
 
 

@@ -158,7 +158,8 @@ def test_content_new_item_by_text(data):
     assert model.items_.to_internal(["new-1"])[0] == n_old
     after = model.score(np.arange(10))
     assert after.shape == (10, n_old + 1)
-    np.testing.assert_array_equal(after[:, :n_old], before)  # other items unaffected
+    # other items unaffected (float32 products may differ in the last bit as the shape grows)
+    np.testing.assert_allclose(after[:, :n_old], before, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(after[:, n_old], after[:, top], atol=1e-6)  # same text, same score
     recs = model.recommend(np.array([u]), k=3)[0][0]
     assert n_old in recs  # never interacted with, so rankable, and ranks with its twin

@@ -1,11 +1,14 @@
 """Safe artifacts: a JSON manifest plus one ``.npy`` file per array, each with its sha256.
 
 Loading never unpickles: arrays are read with ``allow_pickle=False`` after their hash is
-checked against the manifest. Sparse matrices are stored as their CSR parts.
+checked against the manifest. Sparse matrices are stored as their CSR parts; arrays of
+strings (external ids, texts) as their UTF-8 bytes plus offsets, so one long id costs its own
+length, not ``longest id x number of ids`` as fixed-width unicode would.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from explorec._io import atomic_directory, atomic_write_json, sha256_file
 from explorec.errors import ArtifactError, ChecksumError
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: string arrays stored as UTF-8 bytes + offsets
 
 
 def save_artifact(path: str | Path, meta: dict[str, Any],
@@ -27,7 +30,12 @@ def save_artifact(path: str | Path, meta: dict[str, Any],
     with atomic_directory(path) as tmp:
         entries: dict[str, Any] = {}
         for name, arr in arrays.items():
-            if sp.issparse(arr):
+            if not sp.issparse(arr) and np.asarray(arr).dtype.kind in "OUS":
+                blob, offsets = _encode_strings(np.asarray(arr))
+                entries[name] = {"kind": "strings", "shape": list(np.shape(arr)), "parts": {
+                    "utf8": _write_array(tmp, f"{name}.utf8", blob),
+                    "offsets": _write_array(tmp, f"{name}.offsets", offsets)}}
+            elif sp.issparse(arr):
                 csr = sp.csr_matrix(arr)
                 parts = {"data": csr.data, "indices": csr.indices, "indptr": csr.indptr}
                 files = {}
@@ -48,9 +56,25 @@ def save_artifact(path: str | Path, meta: dict[str, Any],
     return path
 
 
+def _encode_strings(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 UTF-8 bytes, int64 offsets of length n + 1) for a flat array of strings."""
+    encoded = [str(v).encode("utf-8", "surrogatepass") for v in arr.ravel()]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _decode_strings(blob: np.ndarray, offsets: np.ndarray, shape: list[int], where: Path
+                    ) -> np.ndarray:
+    raw = blob.tobytes()
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(raw) or (np.diff(offsets) < 0).any():
+        raise ArtifactError(f"{where}: string offsets do not match their bytes")
+    out = np.empty(len(offsets) - 1, dtype=object)
+    out[:] = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(offsets)]
+    return out.reshape(shape)
+
+
 def _write_array(directory: Path, name: str, arr: np.ndarray) -> dict[str, Any]:
-    if arr.dtype == object:
-        arr = arr.astype(str)  # external ids: fixed-width unicode, no pickle needed
     fname = f"{name}.npy"
     np.save(directory / fname, arr, allow_pickle=False)
     return {"file": fname, "sha256": sha256_file(directory / fname), "dtype": arr.dtype.str,
@@ -84,6 +108,10 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
             p = {k: _read_array(path, v) for k, v in entry["parts"].items()}
             arrays[name] = sp.csr_matrix((p["data"], p["indices"], p["indptr"]),
                                          shape=tuple(entry["shape"]))
+        elif entry["kind"] == "strings":
+            p = {k: _read_array(path, v) for k, v in entry["parts"].items()}
+            arrays[name] = _decode_strings(p["utf8"], p["offsets"], entry["shape"],
+                                           path / MANIFEST)
         elif entry["kind"] == "dense":
             arrays[name] = _read_array(path, entry)
         else:

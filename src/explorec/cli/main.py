@@ -1,4 +1,10 @@
-"""``explorec`` command line: datasets, splits, evaluation, recommendations."""
+"""``explorec`` command line: datasets, splits, evaluation, recommendations.
+
+Every command that reads interactions takes the same data options (``--dataset``,
+``--columns``, ``--duplicates``, ``--min-rating``, ``--k-core``, ``--items``,
+``--item-columns``, ``--template``, ``--users``) and ``--config FILE``
+(:mod:`explorec.cli.common`).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from explorec import __version__
+from explorec.cli.common import (
+    DataInputs,
+    SeedOpt,
+    check_models_params,
+    check_output,
+    console,
+    data_command,
+    fail,
+    from_config,
+    out,
+    parse_ks,
+    parse_list,
+    parse_params,
+    progress,
+    stage,
+)
 from explorec.errors import ExploRecError
 
 app = typer.Typer(
@@ -35,19 +48,13 @@ split_app = typer.Typer(help="Create and export train/valid/test splits.", no_ar
 app.add_typer(data_app, name="data")
 app.add_typer(split_app, name="split")
 
-console = Console(stderr=True)
-# Pipes and CI logs default to 80 columns, which squeezes the leaderboard; use 140 there.
-out = Console(width=None if sys.stdout.isatty() else 140)
-
 SplitOpt = Annotated[str, typer.Option("--split", help="ratio | loo | temporal | cold-items")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (RecBole's default 2020).")]
-ColdOpt = Annotated[float, typer.Option("--cold-fraction",
+ColdOpt = Annotated[float, typer.Option("--cold-fraction", min=0.0, max=1.0,
                                         help="Share of items held out by --split cold-items.")]
-DatasetOpt = Annotated[str, typer.Option(
-    "--dataset", "-d", help="Registered name (see `explorec data list`) or a path: "
-    ".csv/.tsv/.parquet, RecBole .inter, GroupLens ml-100k.zip.")]
-ColumnsOpt = Annotated[str | None, typer.Option(
-    "--columns", help="Column mapping for your own files, e.g. user=userId,item=movieId")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", help="Override a model parameter: MODEL.NAME=VALUE (repeatable; the parameters "
+    "and their meanings: `explorec models MODEL`).")]
+MODEL_HELP = "Model name (`explorec models` lists them with their parameters)."
 
 
 def _version(value: bool) -> None:
@@ -64,73 +71,15 @@ def main(
     """explorec: recommender engine with language-model interests and exploration."""
 
 
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
+def _command_line() -> str:
+    return "explorec " + shlex.join(sys.argv[1:])
 
 
-def _parse_list(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise typer.BadParameter(f"empty {what} list")
-    return items
+def _make_split(ds: Any, split: str, seed: int, cold_fraction: float) -> Any:
+    from explorec.data import make_split
 
-
-def _parse_ks(value: str) -> list[int]:
-    try:
-        ks = [int(v) for v in _parse_list(value, "k")]
-    except ValueError as e:
-        raise typer.BadParameter(f"--k must be comma-separated integers, got {value!r}") from e
-    if any(k <= 0 for k in ks):
-        raise typer.BadParameter("--k values must be positive")
-    return ks
-
-
-def _parse_columns(value: str | None) -> dict[str, str] | None:
-    if not value:
-        return None
-    mapping = {}
-    for part in _parse_list(value, "column"):
-        if "=" not in part:
-            raise typer.BadParameter(f"--columns entries look like role=name, got {part!r}")
-        k, v = part.split("=", 1)
-        mapping[k.strip()] = v.strip()
-    return mapping
-
-
-def _parse_params(values: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``--param ease.reg=500`` -> ``{"ease": {"reg": 500}}`` (values parsed as JSON if they can)."""
-    params: dict[str, dict[str, Any]] = {}
-    for v in values or []:
-        if "=" not in v or "." not in v.split("=", 1)[0]:
-            raise typer.BadParameter(f"--param looks like model.name=value, got {v!r}")
-        key, raw = v.split("=", 1)
-        model, pname = key.split(".", 1)
-        try:
-            val = json.loads(raw)
-        except ValueError:
-            val = raw
-        params.setdefault(model, {})[pname] = val
-    return params
-
-
-def _load_split(dataset: str, split: str, seed: int, cold_fraction: float,
-                columns: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    from explorec.data import load_dataset, make_split
-
-    with _progress() as p:
-        t = p.add_task(f"load {dataset}", total=None)
-        ds = load_dataset(dataset, columns=columns)
-        p.update(t, total=1, completed=1)
-        t = p.add_task(f"split {split} (seed {seed})", total=None)
-        sp = make_split(ds.interactions, split, seed=seed, cold_fraction=cold_fraction)
-        p.update(t, total=1, completed=1)
-    return ds, sp
-
-
-def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
-    raise typer.Exit(code=2)
+    with stage(f"split {split} (seed {seed})"):
+        return make_split(ds.interactions, split, seed=seed, cold_fraction=cold_fraction)
 
 
 # ------------------------------------------------------------------ data
@@ -167,38 +116,43 @@ def data_fetch(
 
     try:
         entry = get_entry(name)
-        with _progress() as p:
-            t = p.add_task(f"fetch {name} from {entry.source}", total=None)
+        with stage(f"fetch {name} from {entry.source}"):
             kwargs: dict[str, Any] = {"force": force}
             if wheel is not None:
                 kwargs["wheel"] = wheel
             path = entry.fetch(**kwargs) if entry.kind != "generated" else None
-            p.update(t, total=1, completed=1)
     except ExploRecError as e:
-        _fail(e)
+        fail(e)
     out.print(f"{name}: {path or 'generated on demand, nothing to fetch'}")
 
 
 @data_app.command("info")
+@data_command()
 def data_info(
-    name: Annotated[str, typer.Argument(help="Dataset name or path to your own file.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset name or path to your own file.")],
+    data: DataInputs,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    columns: ColumnsOpt = None,
 ) -> None:
     """Summarise a dataset: users, items, interactions, side information."""
-    from explorec.data.registry import dataset_info
+    from explorec.data.registry import dataset_info, dataset_names, get_entry
 
     try:
-        opts: dict[str, Any] = {}
-        if columns:
-            opts["columns"] = _parse_columns(columns)
-        info = dataset_info(name, **opts)
-    except ExploRecError as e:
-        _fail(e)
+        if data.dataset in dataset_names() and get_entry(data.dataset).kind == "bandit":
+            info = dataset_info(data.dataset)
+        else:
+            ds = data.load()
+            info = ds.info()
+            info["kind"] = "interactions"
+            try:
+                info["source"] = get_entry(data.dataset).source
+            except ExploRecError:
+                info["source"] = data.dataset
+    except (ExploRecError, ValueError) as e:
+        fail(e)
     if as_json:
         out.print_json(json.dumps(info, default=str))
         return
-    table = Table(title=f"dataset {name}", show_header=False)
+    table = Table(title=f"dataset {data.dataset}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for k, v in info.items():
@@ -213,37 +167,38 @@ def data_info(
 
 # ------------------------------------------------------------------ split
 @split_app.command("export")
+@data_command()
 def split_export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")],
-    dataset: DatasetOpt = "ml-100k",
+    data: DataInputs,
     split: SplitOpt = "ratio",
     seed: SeedOpt = 2020,
     cold_fraction: ColdOpt = 0.2,
-    columns: ColumnsOpt = None,
 ) -> None:
     """Write train/valid/test as CSV and as RecBole atomic files (NAME.train.inter, ...)."""
     from explorec.data.export import export_split
 
     try:
-        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
+        if output.exists() and not output.is_dir():
+            raise typer.BadParameter(f"--output {output} is a file; give a directory")
+        ds = data.load()
+        sp = _make_split(ds, split, seed, cold_fraction)
         files = export_split(sp, output, name=ds.name)
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
     for f in files:
         out.print(str(f))
 
 
 # ------------------------------------------------------------------ embed
 @app.command("embed")
+@data_command()
 def embed(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")],
-    dataset: DatasetOpt = "ml-100k",
+    data: DataInputs,
     encoder: Annotated[str, typer.Option(
-        "--encoder", help="minilm (all-MiniLM-L6-v2), tfidf, or a sentence-transformers path."
-    )] = "minilm",
-    template: Annotated[str | None, typer.Option(
-        "--template", help="Item text template over catalog fields, e.g. '{title} ({year})'."
-    )] = None,
+        "--encoder", help="minilm (all-MiniLM-L6-v2), tfidf, or a sentence-transformers "
+        "directory.")] = "minilm",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the embedding cache.")
                         ] = False,
 ) -> None:
@@ -251,88 +206,116 @@ def embed(
     import numpy as np
 
     from explorec.artifacts import save_artifact
-    from explorec.data import load_dataset
-    from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
     from explorec.encoders import get_encoder
     from explorec.encoders.items import encode_items, item_texts
 
     try:
-        ds = load_dataset(dataset)
-        tmpl = template or DEFAULT_ITEM_TEMPLATE
-        items = ds.interactions.items
-        texts = item_texts(items, ds.catalog, tmpl)
+        if output.exists() and not output.is_dir():
+            raise typer.BadParameter(f"--output {output} is a file; give a directory")
         enc = get_encoder(encoder)
-        with _progress() as p:
+        ds = data.load()
+        items = ds.interactions.items
+        texts = item_texts(items, ds.catalog)
+        tmpl = ds.catalog.resolve_template()
+        with progress() as p:
             t = p.add_task(f"encode {len(texts)} items with {encoder}", total=len(texts))
-            vecs = encode_items(items, ds.catalog, enc, template=tmpl, cache=not no_cache,
+            vecs = encode_items(items, ds.catalog, enc, cache=not no_cache,
                                 progress=lambda n: p.advance(t, n))
         save_artifact(output, {"kind": "item-vectors", "dataset": ds.name,
                                "encoder": encoder, "model_id": enc.model_id, "template": tmpl,
                                "dim": int(vecs.shape[1])},
-                      {"item_vectors": vecs, "item_ids": np.asarray(items.ids, dtype=str)})
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
+                      {"item_vectors": vecs, "item_ids": np.asarray(items.ids, dtype=object)})
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
     out.print(f"wrote {vecs.shape[0]} x {vecs.shape[1]} vectors ({enc.model_id}) to {output}")
 
 
 # ------------------------------------------------------------------ models
 @app.command("models")
-def models_list() -> None:
-    """List the registered models with their default parameters."""
-    from explorec.models.registry import default_params, describe, model_names
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="A model: show its parameters.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the models with every parameter's default, or one model's parameters and meanings."""
+    from explorec.models.registry import all_defaults, describe, describe_params, model_names
 
-    table = Table(title="explorec models")
-    for c in ("name", "what", "defaults"):
-        table.add_column(c)
-    for n in model_names():
-        table.add_row(n, describe(n), json.dumps(default_params(n)))
+    try:
+        names = [name] if name else model_names()
+        info = [{"name": n, "what": describe(n), "defaults": all_defaults(n),
+                 "parameters": describe_params(n)} for n in names]
+    except ExploRecError as e:
+        fail(e)
+    if as_json:
+        out.print_json(json.dumps(info if name is None else info[0], default=str))
+        return
+    if name is None:
+        table = Table(title="explorec models (`explorec models NAME` explains the parameters)")
+        for c in ("name", "what", "defaults"):
+            table.add_column(c, overflow="fold")
+        for m in info:
+            table.add_row(m["name"], m["what"], json.dumps(m["defaults"], default=str))
+        out.print(table)
+        return
+    m = info[0]
+    table = Table(title=f"{m['name']}: {m['what']} (set with --param {m['name']}.NAME=VALUE)")
+    for c in ("parameter", "default", "meaning"):
+        table.add_column(c, overflow="fold")
+    for p in m["parameters"]:
+        table.add_row(p["name"], json.dumps(p["default"], default=str), p["doc"])
     out.print(table)
 
 
 # ------------------------------------------------------------------ evaluate
 @app.command("evaluate")
+@data_command()
 def evaluate(
-    models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")
-                      ] = "pop,itemknn,userknn,ease",
-    dataset: DatasetOpt = "ml-100k",
+    ctx: typer.Context,
+    data: DataInputs,
+    models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names "
+                                        "(`explorec models`).")] = "pop,itemknn,userknn,ease",
     split: SplitOpt = "ratio",
     seed: SeedOpt = 2020,
     cold_fraction: ColdOpt = 0.2,
     k: Annotated[str, typer.Option("--k", help="Cut-offs, e.g. 10,20.")] = "10,20",
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metric names (default: all).")] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", help="Override a parameter: MODEL.NAME=VALUE (repeatable).")] = None,
+    param: ParamOpt = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")
                          ] = None,
     markdown_path: Annotated[Path | None, typer.Option(
         "--markdown", help="Write a Markdown leaderboard.")] = None,
-    columns: ColumnsOpt = None,
 ) -> None:
     """Fit models on the train part and report full-ranking metrics on valid and test."""
     from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.data.splits import SPLITS
+    from explorec.errors import UnknownNameError
     from explorec.evaluate.experiment import run_evaluation
     from explorec.evaluate.metrics import DEFAULT_METRICS, check_metrics
     from explorec.models.registry import model_class
     from explorec.report import leaderboard_markdown, leaderboard_table
 
     try:
-        names = _parse_list(models, "model")
+        names = parse_list(models, "model")
         for n in names:
             model_class(n)
-        ks = _parse_ks(k)
-        mets = check_metrics(_parse_list(metrics, "metric")) if metrics else DEFAULT_METRICS
-        params = _parse_params(param)
-        unknown = set(params) - set(names)
-        if unknown:
-            raise typer.BadParameter(f"--param for models not in --models: {sorted(unknown)}")
-        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
-        with _progress() as p:
+        if split not in SPLITS:
+            raise UnknownNameError("split", split, list(SPLITS))
+        ks = parse_ks(k)
+        mets = check_metrics(parse_list(metrics, "metric")) if metrics else DEFAULT_METRICS
+        params = parse_params(param)
+        if from_config(ctx, "param"):  # a config's parameters of models --models left out
+            params = {m: v for m, v in params.items() if m in names}
+        check_models_params(names, params)
+        check_output(json_path, "--json")
+        check_output(markdown_path, "--markdown")
+        ds = data.load()
+        sp = _make_split(ds, split, seed, cold_fraction)
+        with progress() as p:
             report = run_evaluation(sp, names, dataset=ds.name, catalog=ds.catalog, ks=ks,
                                     metrics=mets, params=params, progress=p)
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
-    report["command"] = "explorec " + shlex.join(sys.argv[1:])
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
+    report["command"] = _command_line()
     out.print(leaderboard_table(report))
     if json_path:
         atomic_write_json(json_path, report)
@@ -382,13 +365,22 @@ def ope(
 
     With --log STORE --policy NAME: estimate a candidate policy on the service's own log.
     """
+    try:
+        check_output(json_path, "--json")
+        check_output(markdown_path, "--markdown")
+    except typer.BadParameter as e:
+        fail(e)
     if log is not None:
-        from explorec.cli.service import _kv, ope_from_log
+        from explorec.cli.common import parse_kv
+        from explorec.cli.service import ope_from_log
 
         if not policy:
-            _fail(ValueError("--log needs --policy NAME (the policy to evaluate)"))
-        return ope_from_log(log, str(policy), artifact=artifact,
-                            policy_params=_kv(policy_param, "--policy-param"),
+            fail("--log needs --policy NAME (the policy to evaluate)")
+        try:
+            policy_params = parse_kv(policy_param, "--policy-param")
+        except typer.BadParameter as e:
+            fail(e)
+        return ope_from_log(log, str(policy), artifact=artifact, policy_params=policy_params,
                             estimators=estimators, n_bootstrap=n_bootstrap, seed=seed,
                             json_path=json_path, markdown_path=markdown_path)
     from explorec._io import atomic_write_json, atomic_write_text
@@ -397,14 +389,15 @@ def ope(
 
     try:
         if dataset != "obd":
-            raise ValueError(f"ope supports the obd dataset for now, not {dataset!r}")
-        names = tuple(_parse_list(estimators, "estimator"))
+            raise ValueError(f"--dataset: ope supports the obd dataset (or a service log with "
+                             f"--log), not {dataset!r}")
+        names = tuple(parse_list(estimators, "estimator"))
         unknown = [e for e in names if e not in ESTIMATORS]
         if unknown:
-            raise ValueError(f"unknown estimators {unknown}; known: {', '.join(ESTIMATORS)}")
+            raise ValueError(f"--estimators: unknown {unknown}; known: {', '.join(ESTIMATORS)}")
         directions = [(behavior, evaluation)] + ([(evaluation, behavior)] if reverse else [])
         reports = []
-        with _progress() as p:
+        with progress() as p:
             for b, e in directions:
                 t = p.add_task(f"{e} from {b} logs ({campaign})", total=n_sim if e == "bts"
                                else None)
@@ -413,10 +406,10 @@ def ope(
                                             reward_model=reward_model,
                                             progress=lambda m, t=t: p.advance(t, m)))
                 p.update(t, total=1, completed=1) if e != "bts" else None
-    except (ExploRecError, ValueError) as err:
-        _fail(err)
+    except (ExploRecError, ValueError, typer.BadParameter) as err:
+        fail(err)
     report = {**reports[0], "reverse": reports[1] if len(reports) > 1 else None,
-              "command": "explorec " + shlex.join(sys.argv[1:])}
+              "command": _command_line()}
     md = _ope_markdown(reports)
     table = Table(title=f"OPE on OBD ({campaign})")
     for c in ("direction", "estimator", "estimate", "95% CI", "truth", "rel. error"):
@@ -453,87 +446,54 @@ def _ope_markdown(reports: list[dict[str, Any]]) -> str:
 
 # ------------------------------------------------------------------ recommend
 @app.command("recommend")
+@data_command(users_help="Recommend for these users only: comma-separated ids, or a user file "
+              "(CSV/TSV/Parquet/.user; its id column, see --user-columns). Users the model "
+              "never saw get the most popular items.")
 def recommend(
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV: user,rank,item,score.")],
-    model: Annotated[str, typer.Option("--model", help="Model name.")] = "ease",
-    dataset: DatasetOpt = "ml-100k",
-    split: SplitOpt = "ratio",
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output file; the format follows the extension: .csv, .parquet "
+        "or .jsonl.")],
+    data: DataInputs,
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = "ease",
+    artifact: Annotated[Path | None, typer.Option(
+        "--artifact", help="Recommend from a saved model (--save-model, or `explorec train`'s "
+        "artifact) instead of fitting one.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Protocol mode: fit on this split's train part (ratio | loo | temporal "
+        "| cold-items) and recommend for its test users as the test ranks. Default: fit on all "
+        "the data.")] = None,
     seed: SeedOpt = 2020,
     cold_fraction: ColdOpt = 0.2,
     k: Annotated[int, typer.Option("--k", help="Items per user.", min=1)] = 10,
-    users: Annotated[str | None, typer.Option(
-        "--users", help="Comma-separated external user ids (default: every test user).")] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", help="Override a parameter: MODEL.NAME=VALUE (repeatable).")] = None,
+    param: ParamOpt = None,
     save_model: Annotated[Path | None, typer.Option(
         "--save-model", help="Also save the fitted model artifact here.")] = None,
     explain: Annotated[bool, typer.Option(
-        "--explain", help="Add a 'because' column: the history items that contributed most "
-        "(item:weight;...).")] = False,
-    columns: ColumnsOpt = None,
+        "--explain", help="Add a 'because' column: the history items that contributed most, as "
+        "a list of {item, weight} (JSON text in CSV).")] = False,
+    with_item_columns: Annotated[str | None, typer.Option(
+        "--with-item-columns", help="Add these item fields (from the item file / catalog) "
+        "beside each recommended item, e.g. name,price.")] = None,
 ) -> None:
-    """Fit a model on the train part and write the top-K for every test user (external ids)."""
-    import numpy as np
-    import pandas as pd
+    """Write the top-k items for every user (or --users), excluding what each has seen.
 
-    from explorec._io import atomic_path
-    from explorec.models.registry import create_model
+    By default the model is fitted on all the data; --artifact uses a saved one; --split
+    keeps the evaluation protocol (train part only, test users).
+    """
+    from explorec.cli.recommend import run_recommend
 
     try:
-        ds, sp = _load_split(dataset, split, seed, cold_fraction, _parse_columns(columns))
-        params = _parse_params(param).get(model, {})
-        m = create_model(model, **params)
-        with _progress() as p:
-            t = p.add_task(f"fit {model}", total=None)
-            m.fit(sp.train, catalog=ds.catalog, split=sp)
-            p.update(t, total=1, completed=1)
-        if users:
-            uids = sp.train.users.to_internal(_parse_list(users, "user"), what="user")
-        else:
-            uids = sp.test.active_users
-        # Exclude what the user already has in train and valid, as the test protocol does.
-        items, scores = _recommend_excluding(m, sp, uids, k)
-        frame = pd.DataFrame({
-            "user": np.repeat(sp.train.users.to_external(uids), items.shape[1]),
-            "rank": np.tile(np.arange(1, items.shape[1] + 1), len(uids)),
-            "item": sp.train.items.to_external(items.ravel()),
-            "score": scores.ravel(),
-        })
-        if explain:
-            because = m.explain(uids, items, top=3)
-            ext = sp.train.items.to_external
-            frame["because"] = [
-                ";".join(f"{ext([h])[0]}:{w:.4f}" for h, w in pairs)
-                for per_user in because for pairs in per_user]
-        frame = frame[np.isfinite(frame["score"])]
-        with atomic_path(output) as tmp:
-            frame.to_csv(tmp, index=False)
-        if save_model:
-            m.save(save_model)
-            console.print(f"saved model to {save_model}")
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
-    console.print(f"wrote {len(frame)} rows for {len(uids)} users to {output}")
-
-
-def _recommend_excluding(model: Any, sp: Any, users: Any, k: int) -> Any:
-    """Top-k as the test protocol ranks: training and validation items excluded, and only
-    the held-out items ranked under ``cold-items``."""
-    import numpy as np
-
-    from explorec.evaluate.metrics import topk_from_scores
-    from explorec.evaluate.protocol import part_matrices
-
-    _, excluded, candidates = part_matrices(sp, "test")
-    scores = np.asarray(model.score(users), dtype=np.float64)
-    ex = excluded[users]
-    scores[np.repeat(np.arange(len(users)), np.diff(ex.indptr)), ex.indices] = -np.inf
-    if candidates is not None:
-        mask = np.ones(scores.shape[1], dtype=bool)
-        mask[candidates] = False
-        scores[:, mask] = -np.inf
-    top = topk_from_scores(scores, k)
-    return top, np.take_along_axis(scores, top, axis=1)
+        params = parse_params(param)
+        if from_config(ctx, "param"):
+            params = {m: v for m, v in params.items() if m == model}
+        run_recommend(data, output=output, model=model, artifact=artifact, split=split,
+                      seed=seed, cold_fraction=cold_fraction, k=k, params=params,
+                      save_model=save_model, explain=explain,
+                      with_item_columns=parse_list(with_item_columns, "item column")
+                      if with_item_columns else [])
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
 
 
 # ------------------------------------------------------------------ commands in their own modules

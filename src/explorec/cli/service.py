@@ -6,7 +6,6 @@ imported inside the commands (that module imports this one at its end).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -15,25 +14,19 @@ from typing import Annotated, Any
 
 import typer
 
+from explorec.cli.common import DataInputs, SeedOpt, data_command
+
 
 def _kv(values: list[str] | None, what: str) -> dict[str, Any]:
-    """``name=value`` pairs, values parsed as JSON where they can be."""
-    out: dict[str, Any] = {}
-    for v in values or []:
-        if "=" not in v:
-            raise typer.BadParameter(f"{what} looks like name=value, got {v!r}")
-        k, raw = v.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(raw)
-        except ValueError:
-            out[k.strip()] = raw
-    return out
+    from explorec.cli.common import parse_kv
+
+    return parse_kv(values, what)
 
 
+@data_command()
 def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Artifact directory to write.")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered name or a path.")
-                       ] = "ml-100k",
+    data: DataInputs,
     model: Annotated[str, typer.Option("--model", help="Model name (see `explorec models`).")] = "ease",
     policy: Annotated[str, typer.Option("--policy", help="greedy, egreedy, softmax, ucb, ts, linucb, "
                                         "lints, neural-linear, vw, mmr")] = "egreedy",
@@ -41,35 +34,59 @@ def train(
                                          "minilm or tfidf.")] = "minilm",
     vector_dim: Annotated[int, typer.Option("--vector-dim", min=0, help="PCA size of the stored item "
                                             "vectors (0 = keep the encoder's).")] = 64,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter NAME=VALUE.")
-                     ] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Model parameter NAME=VALUE (or MODEL.NAME=VALUE); `explorec models MODEL` "
+        "lists them.")] = None,
     policy_param: Annotated[list[str] | None, typer.Option(
         "--policy-param", help="Policy parameter NAME=VALUE (e.g. epsilon=0.1).")] = None,
     dataset_option: Annotated[list[str] | None, typer.Option(
-        "--dataset-option", help="Loader option NAME=VALUE (e.g. n_items=100000 for synthetic).")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 2020,
+        "--dataset-option", help="Generator option NAME=VALUE for a registered generator (e.g. "
+        "n_items=100000 for synthetic).")] = None,
+    seed: SeedOpt = 2020,
 ) -> None:
     """Train a model on a whole dataset and package it with item vectors, catalog and policy."""
-    from explorec.cli.main import _fail, console, out
-    from explorec.data import load_dataset
+    from explorec.cli.common import console, fail, out
     from explorec.errors import ExploRecError
+    from explorec.explore import create_policy, policy_class
+    from explorec.models.params import validate_params
+    from explorec.models.registry import model_class
     from explorec.serve.artifact import train_artifact
 
     try:
-        ds = load_dataset(dataset, **_kv(dataset_option, "--dataset-option"))
+        if output.exists() and not output.is_dir():
+            raise typer.BadParameter(f"--output {output} is a file; give a directory")
+        model_params = _model_params(param, model)
+        validate_params(model, model_class(model), model_params)
+        policy_params = _kv(policy_param, "--policy-param")
+        policy_class(policy)
+        create_policy(policy, **policy_params)  # bad policy parameters fail before any fitting
+        ds = data.load(**_kv(dataset_option, "--dataset-option"))
         path = train_artifact(output, dataset=ds, model=model, policy=policy, encoder=encoder,
-                              vector_dim=vector_dim, model_params=_kv(param, "--param"),
-                              policy_params=_kv(policy_param, "--policy-param"), seed=seed,
-                              progress=lambda m: console.print(m))
+                              vector_dim=vector_dim, model_params=model_params,
+                              policy_params=policy_params, seed=seed,
+                              progress=lambda m: console.print(m, highlight=False))
         from explorec.serve.artifact import load_service_artifact
 
         art = load_service_artifact(path)
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
     out.print(f"wrote service artifact {path} (id {art.artifact_id}): {art.manifest['model']} + "
               f"{art.policy_name}, {art.n_items} items, vectors {art.item_vectors.shape[1]}-d "
               f"({art.encoder_name})")
+
+
+def _model_params(values: list[str] | None, model: str) -> dict[str, Any]:
+    """``--param NAME=VALUE`` (or ``MODEL.NAME=VALUE`` naming this command's model)."""
+    out: dict[str, Any] = {}
+    for key, value in _kv(values, "--param").items():
+        if "." in key:
+            owner, _, name = key.partition(".")
+            if owner != model:
+                raise typer.BadParameter(f"--param {key}: this command trains {model!r}, not "
+                                         f"{owner!r}")
+            key = name
+        out[key] = value
+    return out
 
 
 def serve(
@@ -95,7 +112,7 @@ def serve(
     """
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # before numpy/scipy start their thread pools
-    from explorec.cli.main import _fail
+    from explorec.cli.common import fail
     from explorec.errors import ExploRecError
     from explorec.serve.config import ServiceConfig
     from explorec.serve.server import run
@@ -104,7 +121,7 @@ def serve(
         config = ServiceConfig.from_env(artifact=artifact, store=store)
         run(config, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ExploRecError as e:
-        _fail(e)
+        fail(e)
 
 
 def retrain(
@@ -123,12 +140,13 @@ def retrain(
                       ] = True,
 ) -> None:
     """Train a new artifact on the base artifact's data plus every logged interaction and item."""
-    from explorec.cli.main import _fail, console, out
+    from explorec.cli.common import console, fail, out
     from explorec.errors import ExploRecError
     from explorec.serve.artifact import load_service_artifact, retrain_from_log
     from explorec.serve.stores import open_store
 
     try:
+        _existing_store(from_log, "--from-log")
         st = open_store(from_log)
         try:
             base = artifact or st.meta_get("artifact_path")
@@ -141,8 +159,8 @@ def retrain(
         finally:
             st.close()
         art = load_service_artifact(path)
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
     out.print(f"wrote {path} (id {art.artifact_id}): {art.n_items} items, "
               f"{art.manifest['n_interactions']} interactions, "
               f"{art.manifest.get('replayed_rewards', 0)} rewards replayed; hot-swap it with "
@@ -156,14 +174,15 @@ def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: 
     from rich.table import Table
 
     from explorec._io import atomic_write_json, atomic_write_text
-    from explorec.cli.main import _fail, _parse_list, console, out
+    from explorec.cli.common import console, fail, out, parse_list
     from explorec.errors import ExploRecError
     from explorec.serve.artifact import load_service_artifact
     from explorec.serve.ope_log import LOG_ESTIMATORS, evaluate_log
     from explorec.serve.stores import open_store
 
     try:
-        names = tuple(_parse_list(estimators, "estimator"))
+        _existing_store(log, "--log")
+        names = tuple(parse_list(estimators, "estimator"))
         names = tuple(n for n in names if n in LOG_ESTIMATORS) or LOG_ESTIMATORS
         st = open_store(log)
         try:
@@ -175,8 +194,8 @@ def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: 
                                   n_bootstrap=n_bootstrap, seed=seed)
         finally:
             st.close()
-    except (ExploRecError, ValueError) as e:
-        _fail(e)
+    except (ExploRecError, ValueError, typer.BadParameter) as e:
+        fail(e)
     report["command"] = "explorec " + shlex.join(sys.argv[1:])
     table = Table(title=f"OPE of {policy} on the service log ({report['rows']} shown slots, "
                         f"{report['events']} slates)")
@@ -201,6 +220,17 @@ def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: 
                   for e in report["estimates"]]
         atomic_write_text(markdown_path, "\n".join(lines) + "\n")
         console.print(f"wrote {markdown_path}")
+
+
+def _existing_store(url: str, flag: str) -> None:
+    """A store that is read (a service's log) must exist: opening a missing SQLite file would
+    create an empty database and report on nothing."""
+    from explorec.serve.stores import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not Path(path).is_file():
+        raise typer.BadParameter(f"{flag} {url}: no such SQLite file ({path}); give the store "
+                                 "URL the service ran with")
 
 
 def register(app: typer.Typer) -> None:

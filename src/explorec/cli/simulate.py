@@ -10,15 +10,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from explorec.cli.common import DataInputs, data_command
+
 SIMULATE_HELP = """Run bandit policies against a simulator built from real ratings.
 
 Reports cumulative clicks and regret against the oracle, CTR over time, catalog coverage and
 how fast new users and new items get their first click (see docs/exploration.md)."""
 
 
+@data_command()
 def simulate_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Rated dataset to build users from.")
-                       ] = "ml-100k",
+    data: DataInputs,
     policies: Annotated[str, typer.Option(
         "--policies", "-p", help="Comma-separated policy names (explorec simulate --list).")
     ] = "greedy,egreedy,softmax,ucb,ts,linucb,lints",
@@ -26,8 +28,8 @@ def simulate_command(
                       ] = 10_000,
     slate_size: Annotated[int, typer.Option("--slate-size", "-k", min=1, help="Items per slate.")] = 5,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of repetitions.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="First seed; repetitions use seed, seed+1, ...")
-                    ] = 2020,
+    seed: Annotated[int, typer.Option("--seed", min=0,
+                                      help="First seed; repetitions use seed, seed+1, ...")] = 2020,
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Base recommender for candidates and greedy scores (any that scores "
         "histories: ease, itemknn, pop, content, two-tower).")
@@ -45,8 +47,10 @@ def simulate_command(
                              ] = None,
     list_policies: Annotated[bool, typer.Option("--list", help="List the policies and exit.")] = False,
 ) -> None:
-    from explorec.cli.main import _fail, _parse_list, _parse_params, console, out
+    from explorec.cli.common import check_output, console, fail, out, parse_list, parse_params
     from explorec.errors import ExploRecError
+
+    dataset = data.dataset
 
     if list_policies:
         from explorec.explore import describe_policy, policy_names
@@ -55,21 +59,28 @@ def simulate_command(
             out.print(f"{name:14s} {describe_policy(name)}")
         return
     try:
-        names = _parse_list(policies, "policy")
+        names = parse_list(policies, "policy")
         from explorec.explore import policy_names
 
         unknown = [n for n in names if n not in policy_names()]
         if unknown:
             raise ValueError(f"--policies: unknown {unknown}; known: {', '.join(policy_names())}")
-        params = _parse_params(param)
+        params = parse_params(param)
         bad = [p for p in params if p not in names]
         if bad:
             raise ValueError(f"--param names policies {bad} that are not in --policies")
+        for n in names:  # every policy's parameters are checked before anything is fitted
+            from explorec.explore import create_policy
+
+            create_policy(n, **params.get(n, {}))
+        for flag, path in (("--json", json_path), ("--plot", plot_path),
+                           ("--markdown", markdown_path)):
+            check_output(path, flag)
         base = model
-        results = _run(dataset, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
+        results = _run(data, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
                        encoder, batch_size, params)
-    except (ExploRecError, ValueError, KeyError) as err:
-        _fail(err)
+    except (ExploRecError, ValueError, KeyError, typer.BadParameter) as err:
+        fail(err)
     from explorec.simulate.report import SUMMARY_FIELDS, markdown_table, plot_curves, summarize
 
     rows = summarize(results)
@@ -106,21 +117,22 @@ def simulate_command(
         console.print(f"wrote {plot_path}")
 
 
-def _run(dataset: str, names: list[str], rounds: int, slate_size: int, seeds: list[int], model: str,
-         encoder: str, batch_size: int, params: dict[str, dict[str, Any]]) -> list[Any]:
-    from explorec.cli.main import _progress, console
-    from explorec.data.registry import load_dataset
+def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds: list[int],
+         model: str, encoder: str, batch_size: int, params: dict[str, dict[str, Any]]) -> list[Any]:
+    from explorec.cli.common import console, progress, stage
     from explorec.encoders import get_encoder
     from explorec.encoders.items import encode_items
+
+    enc = get_encoder(encoder)
+    ds = data.load()
+    if ds.interactions.rating is None:
+        raise ValueError(f"--dataset {data.dataset!r} has no ratings; the simulator derives click "
+                         "probabilities from ratings (map a rating column with --columns)")
+    with stage(f"encode {ds.interactions.n_items:,} item texts with {encoder}"):
+        vectors = encode_items(ds.interactions.items, ds.catalog, enc)
     from explorec.simulate import simulate
 
-    ds = load_dataset(dataset)
-    if ds.interactions.rating is None:
-        raise ValueError(f"--dataset {dataset!r} has no ratings; the simulator derives click "
-                         "probabilities from ratings")
-    with console.status("encoding item texts"):
-        vectors = encode_items(ds.interactions.items, ds.catalog, get_encoder(encoder))
-    with _progress() as p:
+    with progress() as p:
         tasks = {}
 
         def advance(name: str, n: int) -> None:

@@ -9,25 +9,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from explorec.cli.common import DataInputs, console, data_command, out
 from explorec.errors import ExploRecError
 
-console = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 140)
 
-
+@data_command()
 def tune(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    data: DataInputs,
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Optuna trials.")] = 30,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset or path.")
-                       ] = "ml-100k",
     split: Annotated[str | None, typer.Option(
         "--split", help="ratio | loo | temporal | cold-items (default: loo for next-item "
         "models, ratio otherwise).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the sampler and the "
-                                      "models.")] = 2020,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split, the sampler and "
+                                      "the models.")] = 2020,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after this many "
                                                   "seconds (finishing the running trial).")
                        ] = None,
@@ -39,24 +36,22 @@ def tune(
 ) -> None:
     """Tune a model on validation NDCG@10 (seeded TPE; trial 0 is the current defaults)."""
     from explorec._io import atomic_write_json
-    from explorec.data import load_dataset, make_split
+    from explorec.cli.common import check_output, fail
+    from explorec.data import make_split
     from explorec.evaluate.tuning import default_split_for, tune_model
     from explorec.models.registry import model_class
     from explorec.report import environment
 
     try:
+        from explorec.cli.service import _model_params
+        from explorec.models.params import validate_params
+
         model_class(model)
-        fixed: dict[str, Any] = {}
-        for v in param or []:
-            if "=" not in v:
-                raise ValueError(f"--param looks like NAME=VALUE, got {v!r}")
-            k, raw = v.split("=", 1)
-            try:
-                fixed[k] = json.loads(raw)
-            except ValueError:
-                fixed[k] = raw
+        fixed = _model_params(param, model)
+        validate_params(model, model_class(model), fixed)
+        check_output(json_path, "--json")
         split_name = split or default_split_for(model)
-        ds = load_dataset(dataset)
+        ds = data.load()
         sp = make_split(ds.interactions, split_name, seed=seed)
 
         def report(n: int, value: float, params: dict[str, Any]) -> None:
@@ -64,9 +59,8 @@ def tune(
 
         result = tune_model(model, sp, trials=trials, seed=seed, catalog=ds.catalog,
                             fixed=fixed, timeout=timeout, callback=report)
-    except (ExploRecError, ValueError, ImportError) as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(code=2) from e
+    except (ExploRecError, ValueError, ImportError, typer.BadParameter) as e:
+        fail(e)
     result.update({"dataset": ds.name, "command": "explorec " + shlex.join(sys.argv[1:]),
                    "environment": environment()})
     table = Table(title=f"tuned {model} on {ds.name} ({split_name}, seed {seed})")

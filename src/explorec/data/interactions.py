@@ -21,7 +21,25 @@ class IdMap:
 
     @classmethod
     def from_values(cls, values: Sequence[str] | np.ndarray) -> IdMap:
+        """Ids in the given order (internal id ``n`` is ``values[n]``)."""
         return cls(pd.Index(np.asarray(values, dtype=object), dtype=object))
+
+    @classmethod
+    def sorted(cls, values: Sequence[str] | np.ndarray) -> IdMap:
+        """The distinct ``values`` in a canonical order that depends only on which ids exist:
+        numerically when every id is an integer (``"2" < "10"``), else by string.
+
+        Loaders use this, so internal ids (and everything seeded that reads them: splits,
+        tie keys) never depend on the order of a file's rows.
+        """
+        uniq = pd.unique(np.asarray(values, dtype=object))
+        strs = pd.Series(uniq, dtype=object).astype(str)
+        if len(strs) and strs.str.fullmatch(r"[+-]?\d{1,18}").all():
+            frame = pd.DataFrame({"n": strs.astype(np.int64), "s": strs})
+            order = frame.sort_values(["n", "s"], kind="stable").index.to_numpy()
+        else:
+            order = np.argsort(strs.to_numpy(dtype=object), kind="stable")
+        return cls.from_values(strs.to_numpy(dtype=object)[order])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,13 +101,25 @@ class Interactions:
         duplicates: str = "error",
         users: IdMap | None = None,
         items: IdMap | None = None,
+        max_id_length: int | None = None,
     ) -> Interactions:
         """Build from a DataFrame, validating every column.
 
         ``duplicates`` says what to do with repeated (user, item) pairs: ``"error"`` (name the
-        rows), ``"keep"``, ``"first"`` or ``"last"`` (by timestamp when present, else by row).
-        Row numbers in errors are 1-based data rows (the header is not counted).
+        rows), ``"keep"``, ``"first"`` or ``"last"`` (by timestamp when present, else by row),
+        or ``"sum"`` (one row per pair: ratings summed, or counted when there is no rating
+        column; the latest timestamp). Ids longer than ``max_id_length`` characters (default
+        :data:`MAX_ID_LENGTH`) are refused. Row numbers in errors are 1-based data rows (the
+        header is not counted).
+
+        The result depends only on the rows' contents, not their order: ids are numbered in
+        :meth:`IdMap.sorted` order and, when there are timestamps, rows are stored by (user,
+        time, item). Without timestamps the file's row order is kept: it is the only record of
+        which interaction came first.
         """
+        if duplicates not in DUPLICATE_RULES:
+            raise ValueError(f"duplicates must be one of {'|'.join(DUPLICATE_RULES)}, "
+                             f"not {duplicates!r}")
         if len(df) == 0:
             raise DataError("no interactions (empty file or table)", source=source)
         for col in (user_col, item_col, rating_col, timestamp_col):
@@ -99,8 +129,13 @@ class Interactions:
                     source=source,
                     column=col,
                 )
-        user_ext = _clean_ids(df[user_col], source=source, column=user_col)
-        item_ext = _clean_ids(df[item_col], source=source, column=item_col)
+        if not df.columns.is_unique:
+            dup = df.columns[df.columns.duplicated()][0]
+            raise DataError("duplicate column name", source=source, column=str(dup))
+        user_ext = clean_ids(df[user_col], source=source, column=user_col,
+                             max_length=max_id_length)
+        item_ext = clean_ids(df[item_col], source=source, column=item_col,
+                             max_length=max_id_length)
         rating = None
         if rating_col is not None:
             rating = _numeric(df[rating_col], source=source, column=rating_col).astype(np.float32)
@@ -118,35 +153,56 @@ class Interactions:
                 r1 = int(np.flatnonzero(same)[1])
                 raise DataError(
                     f"duplicate (user, item) pair ({user_ext[r0]!r}, {item_ext[r0]!r}) in rows "
-                    f"{r0 + 1} and {r1 + 1}; pass duplicates='first'|'last'|'keep'",
+                    f"{r0 + 1} and {r1 + 1}; pass duplicates='first'|'last'|'sum'|'keep' "
+                    "(--duplicates on the command line)",
                     source=source,
                     row=r1 + 1,
                 )
             if duplicates in ("first", "last"):
-                order = np.arange(len(df))
+                # by time, then by rating: which row of a pair is kept depends on the rows'
+                # contents, not on their order in the file
+                keys = [np.arange(len(df))]
+                if rating is not None:
+                    keys.append(rating)
                 if timestamp is not None:
-                    order = np.lexsort((order, timestamp))
+                    keys.append(timestamp)
+                order = np.lexsort(tuple(keys))
                 sorted_pairs = pair[order]
                 first = ~sorted_pairs.duplicated(keep=duplicates)
                 keep = np.zeros(len(df), dtype=bool)
                 keep[order[first]] = True
-            elif duplicates != "keep":
-                raise ValueError(f"duplicates must be error|keep|first|last, not {duplicates!r}")
+            elif duplicates == "sum":
+                codes, _ = pd.factorize(pair)
+                first_row = np.full(codes.max() + 1, len(df))
+                np.minimum.at(first_row, codes, np.arange(len(df)))
+                keep = np.zeros(len(df), dtype=bool)
+                keep[first_row] = True
+                total = np.bincount(codes, weights=rating if rating is not None else None)
+                rating = total[codes].astype(np.float32)
+                if timestamp is not None:
+                    latest = np.full(codes.max() + 1, -np.inf)
+                    np.maximum.at(latest, codes, timestamp)
+                    timestamp = latest[codes]
 
         user_ext, item_ext = user_ext[keep], item_ext[keep]
         if users is None:
-            users = IdMap.from_values(pd.unique(user_ext))
+            users = IdMap.sorted(user_ext)
         if items is None:
-            items = IdMap.from_values(pd.unique(item_ext))
-        return cls(
-            users=users,
-            items=items,
-            user=users.to_internal(user_ext, what=f"user (column {user_col!r})"),
-            item=items.to_internal(item_ext, what=f"item (column {item_col!r})"),
-            rating=rating[keep] if rating is not None else None,
-            timestamp=timestamp[keep] if timestamp is not None else None,
-            source=source,
-        )
+            items = IdMap.sorted(item_ext)
+        user = users.to_internal(user_ext, what=f"user (column {user_col!r})")
+        item = items.to_internal(item_ext, what=f"item (column {item_col!r})")
+        rating = rating[keep] if rating is not None else None
+        timestamp = timestamp[keep] if timestamp is not None else None
+        if timestamp is not None:
+            keys = [item, timestamp, user]
+            if rating is not None:
+                keys.insert(0, rating)
+            order = np.lexsort(tuple(keys))
+            user, item = user[order], item[order]
+            timestamp = timestamp[order]
+            rating = rating[order] if rating is not None else None
+        return cls(users=users, items=items, user=user, item=item, rating=rating,
+                   timestamp=timestamp, source=source)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -278,8 +334,28 @@ class Interactions:
 
 
 # ---------------------------------------------------------------------- validation
-def _clean_ids(col: pd.Series, *, source: str, column: str) -> np.ndarray:
-    """External ids as stripped strings; rejects missing, empty and control-character ids."""
+MAX_ID_LENGTH = 256
+"""Default longest external id (characters); longer ids are refused with their file and row."""
+
+DUPLICATE_RULES = ("error", "first", "last", "sum", "keep")
+
+
+def show_value(v: object) -> str:
+    """A cell value as a reader would write it: ``'abc'``, ``1.5``, ``nan`` (no numpy reprs)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, str):
+        return repr(v if len(v) <= 60 else v[:57] + "...")
+    return str(v)
+
+
+def clean_ids(col: pd.Series, *, source: str, column: str, max_length: int | None = None
+              ) -> np.ndarray:
+    """External ids as stripped strings; rejects missing, empty, too long (``max_length``,
+    default :data:`MAX_ID_LENGTH`) and control-character ids, naming the file, column and row.
+    """
+    limit = MAX_ID_LENGTH if max_length is None else int(max_length)
+    col = col.reset_index(drop=True)
     values = col.to_numpy()
     missing = pd.isna(col).to_numpy()
     if missing.any():
@@ -295,15 +371,22 @@ def _clean_ids(col: pd.Series, *, source: str, column: str) -> np.ndarray:
         frac = np.modf(values.astype(np.float64))[0] != 0
         if frac.any():
             row = int(np.flatnonzero(frac)[0]) + 1
-            raise DataError(f"non-integer numeric id {values[row - 1]!r}", source=source,
-                            column=column, row=row)
+            raise DataError(f"non-integer numeric id {show_value(values[row - 1])}",
+                            source=source, column=column, row=row)
         values = values.astype(np.int64)
     strs = pd.Series(values).astype(str).str.strip()
-    bad = (strs.str.len() == 0) | strs.str.contains(r"[\x00-\x1f\x7f]", regex=True)
+    lengths = strs.str.len().to_numpy()
+    long = lengths > limit
+    if long.any():
+        row = int(np.flatnonzero(long)[0]) + 1
+        raise DataError(f"id of {int(lengths[row - 1]):,} characters is longer than the limit "
+                        f"of {limit} (raise it with max_id_length / --max-id-length)",
+                        source=source, column=column, row=row)
+    bad = (lengths == 0) | strs.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        row = int(np.flatnonzero(bad)[0]) + 1
         raise DataError(
-            f"empty id or id with control characters: {values[row - 1]!r}",
+            f"empty id or id with control characters: {show_value(values[row - 1])}",
             source=source,
             column=column,
             row=row,
@@ -312,26 +395,32 @@ def _clean_ids(col: pd.Series, *, source: str, column: str) -> np.ndarray:
 
 
 def _numeric(col: pd.Series, *, source: str, column: str) -> np.ndarray:
+    col = col.reset_index(drop=True)
     num = pd.to_numeric(col, errors="coerce")
     bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 1
         raise DataError(
-            f"non-numeric value {col.iloc[row - 1]!r}", source=source, column=column, row=row
-        )
+            f"non-numeric value {show_value(col.iloc[row - 1])}", source=source, column=column,
+            row=row)
     return num.to_numpy(dtype=np.float64)
 
 
 def _timestamps(col: pd.Series, *, source: str, column: str) -> np.ndarray:
-    """Seconds since the epoch; accepts numbers or ISO date strings."""
+    """Seconds since the epoch; accepts numbers or ISO date strings.
+
+    A column whose values are mostly numbers is read as numbers, so a stray ``nan`` or word
+    is reported at its own row rather than making every number a bad date.
+    """
+    col = col.reset_index(drop=True)
     num = pd.to_numeric(col, errors="coerce")
-    if num.notna().all():
+    if num.notna().mean() >= 0.5:
         return _numeric(col, source=source, column=column)
     parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 1
         raise DataError(
-            f"not a number or a date: {col.iloc[row - 1]!r}", source=source, column=column, row=row
-        )
+            f"not a number or a date: {show_value(col.iloc[row - 1])}", source=source,
+            column=column, row=row)
     return (parsed - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()

@@ -13,7 +13,7 @@ import pandas as pd
 from explorec.data.catalog import Dataset, ItemCatalog, KnowledgeGraph, UserTable
 from explorec.data.fetch import WheelSource, fetch_wheel_files
 from explorec.data.interactions import Interactions
-from explorec.data.readers import read_atomic
+from explorec.data.readers import read_atomic, recbole_item_frame
 from explorec.errors import DataError
 
 _PREFIX = "recbole/dataset_example/ml-100k/"
@@ -48,8 +48,7 @@ def load_ml100k(directory: str | Path | None = None) -> Dataset:
         timestamp_col="timestamp", source=str(d / "ml-100k.inter"),
     )
     item, _ = read_atomic(d / "ml-100k.item")
-    item = item.rename(columns={"movie_title": "title", "release_year": "year", "class": "genres"})
-    item["title"] = item["title"].map(lambda toks: " ".join(toks) if isinstance(toks, list) else "")
+    item = recbole_item_frame(item)
     catalog = ItemCatalog.from_frame(item, item_col="item_id", source=str(d / "ml-100k.item"))
     user, _ = read_atomic(d / "ml-100k.user")
     users = UserTable.from_frame(user.rename(columns={"zip_code": "zip"}), user_col="user_id",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from explorec.data.catalog import ItemCatalog, UserTable
-from explorec.data.interactions import Interactions
+from explorec.data.interactions import Interactions, show_value
 from explorec.errors import DataError
 
 
@@ -25,14 +25,20 @@ def read_table(path: str | Path, *, sep: str | None = None, **kwargs: object) ->
         raise DataError("file not found", source=path)
     if path.stat().st_size == 0:
         raise DataError("empty file", source=path)
+    if path.is_dir():
+        raise DataError("is a directory, not a file", source=path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            _check_unique_names(pq.read_schema(path).names, path)
             df = pd.read_parquet(path)
         else:
             if sep is None:
                 sep = "\t" if suffix in (".tsv", ".inter", ".item", ".user", ".kg", ".link") else (
                     _sniff(path))
+            _check_unique_names(_header(path, sep), path)
             kwargs.setdefault("index_col", False)
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -50,6 +56,20 @@ def read_table(path: str | Path, *, sep: str | None = None, **kwargs: object) ->
         raise DataError("no data rows (header only)", source=path)
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        return next(csv.reader(f, delimiter=sep), [])
+
+
+def _check_unique_names(names: list[str], path: Path) -> None:
+    """Duplicate column names are an error (pandas would silently rename one 'x.1')."""
+    seen: set[str] = set()
+    for name in (str(n).strip() for n in names):
+        if name in seen:
+            raise DataError("duplicate column name in the header", source=path, column=name)
+        seen.add(name)
 
 
 def _first_long_row(path: Path, sep: str) -> int | None:
@@ -72,12 +92,16 @@ def _sniff(path: Path) -> str:
         return ","
 
 
+INTERACTION_ROLES = ("user", "item", "rating", "timestamp")
+
+
 def load_interactions(
     path: str | Path,
     *,
     columns: Mapping[str, str] | None = None,
     sep: str | None = None,
     duplicates: str = "error",
+    max_id_length: int | None = None,
 ) -> Interactions:
     """Load interactions from CSV/TSV/Parquet.
 
@@ -86,26 +110,46 @@ def load_interactions(
     ``rating`` and ``timestamp`` are optional: map them to ``None`` or leave them out when the
     file has no such column under the default name.
     """
+    return read_interactions(path, columns=columns, sep=sep, duplicates=duplicates,
+                             max_id_length=max_id_length)[0]
+
+
+def read_interactions(path: str | Path, *, columns: Mapping[str, str] | None = None,
+                      sep: str | None = None, duplicates: str = "error",
+                      max_id_length: int | None = None
+                      ) -> tuple[Interactions, dict[str, str | None]]:
+    """:func:`load_interactions` plus the role -> file column mapping it used."""
     df = read_table(path, sep=sep)
-    cols = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
-    if columns:
-        unknown = set(columns) - set(cols)
-        if unknown:
-            raise ValueError(f"unknown column roles {sorted(unknown)}; use {sorted(cols)}")
-        cols.update(columns)  # type: ignore[arg-type]
-    # Optional roles that were not mapped explicitly and are absent are dropped.
-    for role in ("rating", "timestamp"):
-        if (columns is None or role not in columns) and cols[role] not in df.columns:
-            cols[role] = None  # type: ignore[assignment]
-    return Interactions.from_frame(
+    cols = resolve_columns(columns, df.columns, source=path)
+    inter = Interactions.from_frame(
         df,
-        user_col=cols["user"],
-        item_col=cols["item"],
+        user_col=cols["user"],  # type: ignore[arg-type]
+        item_col=cols["item"],  # type: ignore[arg-type]
         rating_col=cols["rating"],
         timestamp_col=cols["timestamp"],
         source=str(path),
         duplicates=duplicates,
+        max_id_length=max_id_length,
     )
+    return inter, cols
+
+
+def resolve_columns(columns: Mapping[str, str | None] | None, present: object, *,
+                    source: str | Path) -> dict[str, str | None]:
+    """Role -> file column for an interaction file: defaults ``user``, ``item``, ``rating``,
+    ``timestamp``; optional roles not mapped and not present are dropped."""
+    cols: dict[str, str | None] = {r: r for r in INTERACTION_ROLES}
+    if columns:
+        unknown = sorted(set(columns) - set(cols))
+        if unknown:
+            raise DataError(f"unknown column role(s) {unknown} in the column mapping; roles are "
+                            f"{', '.join(INTERACTION_ROLES)}", source=source)
+        cols.update(columns)
+    names = {str(c) for c in present}  # type: ignore[attr-defined]
+    for role in ("rating", "timestamp"):
+        if (columns is None or role not in columns) and cols[role] not in names:
+            cols[role] = None
+    return cols
 
 
 # ---------------------------------------------------------------- RecBole atomic files
@@ -140,13 +184,14 @@ def read_atomic(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
             bad = num.isna() & df[name].notna()
             if bad.any():
                 row = int(bad.to_numpy().nonzero()[0][0]) + 1
-                raise DataError(f"non-numeric value {df[name].iloc[row - 1]!r}", source=path,
-                                column=name, row=row)
+                raise DataError(f"non-numeric value {show_value(df[name].iloc[row - 1])}",
+                                source=path, column=name, row=row)
             df[name] = num
     return df, types
 
 
-def load_atomic_interactions(path: str | Path, *, duplicates: str = "error") -> Interactions:
+def load_atomic_interactions(path: str | Path, *, duplicates: str = "error",
+                             max_id_length: int | None = None) -> Interactions:
     """Load a RecBole ``.inter`` file (user_id, item_id, optional rating and timestamp)."""
     df, _ = read_atomic(path)
     return Interactions.from_frame(
@@ -157,25 +202,83 @@ def load_atomic_interactions(path: str | Path, *, duplicates: str = "error") -> 
         timestamp_col="timestamp" if "timestamp" in df.columns else None,
         source=str(path),
         duplicates=duplicates,
+        max_id_length=max_id_length,
     )
 
 
-def load_catalog(path: str | Path, *, item_col: str = "item", sep: str | None = None
-                 ) -> ItemCatalog:
-    """Load an item catalog (id column plus text/feature columns) from CSV/TSV/Parquet/atomic."""
+# RecBole's MovieLens item fields -> the names our default text template uses
+_RECBOLE_ITEM_FIELDS = {"movie_title": "title", "release_year": "year", "class": "genres"}
+
+
+def recbole_item_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A RecBole ``.item`` frame with readable text fields: ``movie_title``/``release_year``/
+    ``class`` renamed to ``title``/``year``/``genres``; title-like token lists joined by
+    spaces (other token lists stay lists, joined with ", " in texts)."""
+    out = df.rename(columns={k: v for k, v in _RECBOLE_ITEM_FIELDS.items() if k in df.columns})
+    for col in out.columns:
+        if col.endswith(("title", "name")) and out[col].map(lambda v: isinstance(v, list)).any():
+            out[col] = out[col].map(lambda toks: " ".join(toks) if isinstance(toks, list) else "")
+    return out
+
+
+def load_catalog(path: str | Path, *, item_col: str = "item", sep: str | None = None,
+                 columns: Mapping[str, str] | None = None, template: str | None = None,
+                 max_id_length: int | None = None) -> ItemCatalog:
+    """Load an item catalog (id column plus text/feature columns) from CSV/TSV/Parquet/atomic.
+
+    ``columns`` maps ``item`` to the file's id column and, optionally, text fields to file
+    columns (``{"item": "sku", "title": "name"}``: the id is ``sku``, the field ``title`` is
+    the file's ``name``). When it names fields besides ``item``, only those are kept.
+    ``template`` sets the catalog's text template (e.g. ``"{name}. {description}"``).
+    """
     path = Path(path)
     if path.suffix == ".item":
         df, _ = read_atomic(path)
-        return ItemCatalog.from_frame(df, item_col="item_id", source=str(path))
-    return ItemCatalog.from_frame(read_table(path, sep=sep), item_col=item_col, source=str(path))
+        df = recbole_item_frame(df)
+        item_col = "item_id"
+    else:
+        df = read_table(path, sep=sep)
+    mapping = dict(columns or {})
+    item_col = mapping.pop("item", item_col)
+    if item_col not in df.columns:
+        raise DataError(f"missing item id column; found columns {list(map(str, df.columns))} "
+                        "(map it with --item-columns item=NAME)", source=path, column=item_col)
+    if mapping:
+        absent = [c for c in mapping.values() if c not in df.columns]
+        if absent:
+            raise DataError(f"missing column; found columns {list(map(str, df.columns))}",
+                            source=path, column=absent[0])
+        df = df[[item_col, *mapping.values()]].set_axis(
+            [item_col, *mapping.keys()], axis=1)
+    catalog = ItemCatalog.from_frame(df, item_col=item_col, source=str(path),
+                                     max_id_length=max_id_length)
+    return catalog.with_template(template) if template else catalog
 
 
-def load_user_table(path: str | Path, *, user_col: str = "user") -> UserTable:
+def load_user_table(path: str | Path, *, user_col: str = "user",
+                    columns: Mapping[str, str] | None = None,
+                    max_id_length: int | None = None) -> UserTable:
+    """Load user features (id column plus feature columns); ``columns`` as for
+    :func:`load_catalog` with the role ``user``."""
     path = Path(path)
     if path.suffix == ".user":
         df, _ = read_atomic(path)
-        return UserTable.from_frame(df, user_col="user_id", source=str(path))
-    return UserTable.from_frame(read_table(path), user_col=user_col, source=str(path))
+        user_col = "user_id"
+    else:
+        df = read_table(path)
+    mapping = dict(columns or {})
+    user_col = mapping.pop("user", user_col)
+    if user_col not in df.columns:
+        raise DataError(f"missing user id column; found columns {list(map(str, df.columns))} "
+                        "(map it with --user-columns user=NAME)", source=path, column=user_col)
+    if mapping:
+        absent = [c for c in mapping.values() if c not in df.columns]
+        if absent:
+            raise DataError(f"missing column; found columns {list(map(str, df.columns))}",
+                            source=path, column=absent[0])
+        df = df[[user_col, *mapping.values()]].set_axis([user_col, *mapping.keys()], axis=1)
+    return UserTable.from_frame(df, user_col=user_col, source=str(path),
+                                max_id_length=max_id_length)
 
 
 def write_atomic(df: pd.DataFrame, types: Mapping[str, str], path: str | Path) -> None:

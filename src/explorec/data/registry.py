@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from explorec.data.catalog import Dataset
@@ -80,34 +80,103 @@ def fetch_dataset(name: str, **kwargs: object) -> Path | None:
     return get_entry(name).fetch(**kwargs)
 
 
-def load_dataset(name: str, *, columns: Mapping[str, str] | None = None, **options: object
-                 ) -> Dataset:
+def load_dataset(
+    name: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    duplicates: str = "error",
+    min_rating: float | None = None,
+    k_core: int | None = None,
+    max_id_length: int | None = None,
+    items: str | Path | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    template: str | None = None,
+    users: str | Path | None = None,
+    user_columns: Mapping[str, str] | None = None,
+    **options: object,
+) -> Dataset:
     """Load an interaction dataset by registry name, or a user's file by path.
 
-    Paths: ``.inter`` (RecBole atomic), ``.csv``/``.tsv``/``.parquet`` (with ``columns``
-    mapping roles ``user``, ``item``, ``rating``, ``timestamp`` to the file's names), or a
-    GroupLens ``ml-100k.zip`` archive (or its extracted folder).
+    Paths: ``.inter`` (RecBole atomic; its sibling ``.item`` and ``.user`` files are read too),
+    ``.csv``/``.tsv``/``.parquet`` (with ``columns`` mapping roles ``user``, ``item``,
+    ``rating``, ``timestamp`` to the file's names), or a GroupLens ``ml-100k.zip`` archive (or
+    its extracted folder).
+
+    ``duplicates`` (own files): what to do with repeated (user, item) pairs (see
+    :meth:`Interactions.from_frame`). ``min_rating`` keeps rows rated at least that;
+    ``k_core`` then keeps the users and items with at least that many interactions.
+    ``items`` / ``users``: an item catalog (text, features) / user table to use instead of the
+    dataset's own, read with :func:`load_catalog` / :func:`load_user_table` and the
+    ``item_columns`` / ``user_columns`` mappings. ``template``: the item text template.
+    ``options`` go to a registered generator (``synthetic``).
     """
-    if name not in _ENTRIES:
+    from explorec.data.readers import (
+        load_atomic_interactions,
+        load_catalog,
+        load_user_table,
+        read_interactions,
+    )
+
+    if name in _ENTRIES:
+        if columns:
+            raise DataError(f"columns apply to your own files; {name!r} is a registered dataset "
+                            "with known columns")
+        entry = get_entry(name)
+        if entry.kind == "bandit":
+            raise DataError(f"dataset {name!r} is logged bandit feedback, not an interaction log; "
+                            "use it with `explorec ope`")
+        ds: Dataset = entry.load(**options)  # type: ignore[assignment]
+    else:
+        if options:
+            raise DataError(f"dataset options {sorted(options)} apply to registered generators, "
+                            f"not to the file {name}")
         path = Path(name)
-        if path.exists():
-            from explorec.data.readers import load_atomic_interactions, load_interactions
+        if not path.exists():
+            if path.suffix or "/" in name or "\\" in name:
+                raise DataError("file not found", source=name)
+            raise UnknownNameError("dataset", name, list(_ENTRIES))
+        if path.suffix == ".zip" or path.is_dir():
+            from explorec.data.movielens import load_grouplens_100k
 
-            if path.suffix == ".zip" or path.is_dir():
-                from explorec.data.movielens import load_grouplens_100k
-
-                return load_grouplens_100k(path)
-            if path.suffix == ".inter":
-                inter = load_atomic_interactions(path)
-            else:
-                inter = load_interactions(path, columns=columns)
-            return Dataset(name=path.stem, interactions=inter)
-        raise UnknownNameError("dataset", name, list(_ENTRIES))
-    entry = get_entry(name)
-    if entry.kind == "bandit":
-        raise DataError(f"dataset {name!r} is logged bandit feedback, not an interaction log; "
-                        "use it with `explorec ope`")
-    return entry.load(**options)  # type: ignore[return-value]
+            ds = load_grouplens_100k(path)
+        elif path.suffix == ".inter":
+            inter = load_atomic_interactions(path, duplicates=duplicates,
+                                             max_id_length=max_id_length)
+            sib_items, sib_users = path.with_suffix(".item"), path.with_suffix(".user")
+            ds = Dataset(
+                name=path.stem, interactions=inter,
+                catalog=load_catalog(sib_items, max_id_length=max_id_length)
+                if sib_items.exists() and items is None else None,
+                users=load_user_table(sib_users, max_id_length=max_id_length)
+                if sib_users.exists() and users is None else None,
+                columns={"user": "user_id", "item": "item_id"})
+        else:
+            inter, cols = read_interactions(path, columns=columns, duplicates=duplicates,
+                                            max_id_length=max_id_length)
+            ds = Dataset(name=path.stem, interactions=inter,
+                         columns={"user": str(cols["user"]), "item": str(cols["item"])})
+    inter = ds.interactions
+    if min_rating is not None:
+        inter = inter.filter_rating(float(min_rating)).compact()
+    if k_core is not None:
+        if int(k_core) < 1:
+            raise DataError(f"k_core must be >= 1, got {k_core}")
+        inter = inter.k_core(int(k_core))
+    catalog, user_table = ds.catalog, ds.users
+    if items is not None:
+        catalog = load_catalog(items, columns=item_columns, max_id_length=max_id_length)
+    elif item_columns:
+        raise DataError("item columns were given without an items file (--items FILE)")
+    if users is not None:
+        user_table = load_user_table(users, columns=user_columns, max_id_length=max_id_length)
+    elif user_columns:
+        raise DataError("user columns were given without a users file (--users FILE)")
+    if template is not None:
+        if catalog is None:
+            raise DataError("a text template needs item text, and the dataset has no item "
+                            "catalog: pass --items FILE")
+        catalog = catalog.with_template(template)
+    return replace(ds, interactions=inter, catalog=catalog, users=user_table)
 
 
 def load_obd_collection() -> dict[str, object]:
@@ -123,13 +192,14 @@ def dataset_info(name: str, **options: object) -> dict[str, object]:
     if entry is not None and entry.kind == "bandit":
         logs = entry.load()
         per_log = {k: v.info() for k, v in logs.items()}  # type: ignore[attr-defined]
+        # logged bandit feedback: rows are impressions, and its users are anonymous contexts
         return {
             "name": name,
             "kind": "bandit",
             "source": entry.source,
-            "users": sum(int(v["distinct_contexts"]) for v in per_log.values()),
+            "impressions": sum(int(v["rows"]) for v in per_log.values()),
             "items": max(int(v["actions"]) for v in per_log.values()),
-            "interactions": sum(int(v["rows"]) for v in per_log.values()),
+            "distinct_contexts": sum(int(v["distinct_contexts"]) for v in per_log.values()),
             "logs": per_log,
         }
     ds = load_dataset(name, **options)

@@ -85,13 +85,25 @@ def _by_position(inter: Interactions, order: np.ndarray, ratios: tuple[float, fl
     return pos < tr_end, (pos >= tr_end) & (pos < va_end), pos >= va_end
 
 
+def canonical_order(inter: Interactions) -> np.ndarray:
+    """The rows sorted by their contents (user, item, time, rating): seeded shuffles start
+    from this order, so a split depends on which rows exist, never on their order in a file."""
+    keys = [a for a in (inter.rating, inter.timestamp) if a is not None]
+    return np.lexsort((*keys, inter.item, inter.user))
+
+
+def _seeded_order(inter: Interactions, seed: int) -> np.ndarray:
+    """A seeded random permutation of the rows, a function of their contents."""
+    canon = canonical_order(inter)
+    return canon[np.random.default_rng(seed).permutation(len(inter))]
+
+
 def ratio_split(inter: Interactions, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
                 seed: int = DEFAULT_SEED) -> Split:
     """Per-user random split (RecBole's default ``RS`` with ``RO`` order, grouped by user)."""
     if abs(sum(ratios) - 1) > 1e-9 or min(ratios) < 0:
         raise ValueError(f"ratios must be non-negative and sum to 1, got {ratios}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(inter))
+    order = _seeded_order(inter, seed)
     tr, va, te = _by_position(inter, order, ratios)
     return Split("ratio", seed, inter.subset(tr), inter.subset(va), inter.subset(te),
                  params={"ratios": list(ratios)})
@@ -101,8 +113,8 @@ def _time_order(inter: Interactions, seed: int) -> np.ndarray:
     if inter.timestamp is None:
         raise DataError("this split needs timestamps", source=inter.source, column="timestamp")
     # Ties in time are broken by a seeded shuffle so the result does not depend on file order.
-    tie = np.random.default_rng(seed).permutation(len(inter))
-    return np.lexsort((tie, inter.timestamp))
+    shuffled = _seeded_order(inter, seed)
+    return shuffled[np.argsort(inter.timestamp[shuffled], kind="stable")]
 
 
 def leave_last_out_split(inter: Interactions, seed: int = DEFAULT_SEED, n_test: int = 1,
@@ -179,7 +191,7 @@ def truncate_histories(split: Split, n_history: int, *, fraction: float = 0.2,
                                 replace=False))
     train = split.train
     is_new = np.isin(train.user, chosen)
-    order = (np.lexsort((np.arange(len(train)), train.timestamp)) if train.timestamp is not None
+    order = (np.lexsort((train.item, train.timestamp)) if train.timestamp is not None
              else np.arange(len(train)))
     pos = _rank_within_user(train.user, order)
     keep = ~is_new | (pos < n_history)

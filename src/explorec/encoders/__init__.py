@@ -16,6 +16,15 @@ def get_encoder(name: str = "minilm", device: str | None = None) -> TextEncoder:
     """
     if name == "tfidf":
         return TfidfEncoder()
+    if name not in ENCODERS:
+        from pathlib import Path
+
+        from explorec.errors import ExploRecError
+
+        if not Path(name).is_dir():
+            raise ExploRecError(f"unknown encoder {name!r}: use {', '.join(ENCODERS)}, or the path "
+                                "of a directory holding a sentence-transformers model (models are "
+                                "never downloaded)")
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:

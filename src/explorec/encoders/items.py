@@ -6,23 +6,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE, ItemCatalog
+from explorec.data.catalog import ItemCatalog
 from explorec.data.interactions import IdMap
 from explorec.encoders.base import TextEncoder
 from explorec.encoders.cache import encode_cached
 from explorec.errors import DataError
 
 
-def item_texts(items: IdMap, catalog: ItemCatalog | None, template: str = DEFAULT_ITEM_TEMPLATE
+def item_texts(items: IdMap, catalog: ItemCatalog | None, template: str | None = None
                ) -> list[str]:
+    """The items' texts (``template`` None: the catalog's own, see
+    :meth:`ItemCatalog.resolve_template`); one clear error when there is no catalog."""
     if catalog is None:
-        raise DataError("this model needs item text: the dataset has no item catalog "
-                        "(load one with explorec.data.load_catalog)")
+        raise DataError(NO_TEXT_MESSAGE)
     return catalog.texts(items, template)
 
 
+NO_TEXT_MESSAGE = ("this needs item text, and the dataset has no item catalog: pass --items FILE "
+                   "(with --item-columns and --template) on the command line, or catalog= / "
+                   "explorec.data.load_catalog in Python")
+
+
 def encode_items(items: IdMap, catalog: ItemCatalog | None, encoder: TextEncoder, *,
-                 template: str = DEFAULT_ITEM_TEMPLATE, cache: bool = True,
+                 template: str | None = None, cache: bool = True,
                  progress: Callable[[int], None] | None = None) -> np.ndarray:
     """(n_items, dim) L2-normalised vectors, in internal id order.
 

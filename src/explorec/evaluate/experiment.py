@@ -14,6 +14,7 @@ from typing import Any
 
 from explorec.data.catalog import ItemCatalog
 from explorec.data.splits import Split
+from explorec.errors import DataError
 from explorec.evaluate.metrics import DEFAULT_METRICS
 from explorec.evaluate.protocol import evaluate_model, users_to_evaluate
 from explorec.models.registry import create_model
@@ -47,6 +48,12 @@ def run_evaluation(
     results = []
     n_valid = users_to_evaluate(split, "valid")
     n_test = users_to_evaluate(split, "test")
+    if n_test == 0:
+        raise DataError(f"split {split.name!r} (seed {split.seed}) of {dataset} leaves no test "
+                        f"users ({len(split.train):,} train / {len(split.valid):,} valid / "
+                        f"{len(split.test):,} test rows): nothing to evaluate. Users need enough "
+                        "interactions to have held-out ones (loo: 3 or more), or choose another "
+                        "split", source=split.train.source)
     for name in models:
         model = create_model(name, **params.get(name, {}))
         task = progress.add_task(f"fit {name}", total=None) if progress else None
@@ -61,8 +68,7 @@ def run_evaluation(
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
         if progress:
-            progress.update(task, total=1, completed=1, description=f"fit {name} "
-                            f"({fit_seconds:.1f}s)")
+            progress.update(task, total=1, completed=1)
         parts = {}
         t1 = time.perf_counter()
         for part, n in (("valid", n_valid), ("test", n_test)):

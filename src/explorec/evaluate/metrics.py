@@ -29,25 +29,6 @@ def check_metrics(metrics: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(metrics)
 
 
-def topk_from_scores(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores per row, best first; ties go to the lower index.
-
-    ``argpartition`` finds the top k in linear time; rows where the k-th score is tied with
-    items outside the partition fall back to a stable sort, so ties are always resolved the
-    same way.
-    """
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    kth = part_scores.min(axis=1)
-    tied = (scores >= kth[:, None]).sum(axis=1) > k
-    if tied.any():
-        part[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
-        part_scores[tied] = np.take_along_axis(scores[tied], part[tied], axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
 def user_metrics(hits: np.ndarray, n_pos: np.ndarray, ks: tuple[int, ...],
                  metrics: tuple[str, ...] = USER_METRICS) -> dict[str, np.ndarray]:
     """Per-user metric values from a hit matrix.

@@ -20,9 +20,9 @@ from explorec.evaluate.metrics import (
     item_coverage,
     normalized_item_vectors,
     novelty,
-    topk_from_scores,
     user_metrics,
 )
+from explorec.ranking import DEFAULT_SEED, topk
 
 
 @dataclass
@@ -61,11 +61,14 @@ def evaluate_scores(
     batch_size: int = 1024,
     item_vectors: sp.csr_matrix | np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> EvalResult:
     """Rank all candidate items for every user with a relevant item; compute the metrics.
 
     ``score_fn(users) -> (len(users), n_items)`` scores. Excluded items and non-candidates get
     ``-inf``. Work is batched over users; inside a batch everything is array operations.
+    Tied scores are ordered by :func:`explorec.ranking.topk`'s seeded tie keys (``seed``), so
+    ties carry no information: constant scores rank like ``random``.
     """
     import time
 
@@ -109,11 +112,11 @@ def evaluate_scores(
         if cand_mask is not None:
             scores[:, ~cand_mask] = -np.inf
         rel = relevant[batch]
-        topk = topk_from_scores(scores, kmax)
+        top = topk(scores, kmax, rows=batch, seed=seed)
         # A user with fewer than k items left gets a short list: -inf entries are not shown.
-        shown = np.isfinite(np.take_along_axis(scores, topk, axis=1))
+        shown = np.isfinite(np.take_along_axis(scores, top, axis=1))
         rel_dense = rel.toarray().astype(bool)
-        hits = np.take_along_axis(rel_dense, topk, axis=1) & shown
+        hits = np.take_along_axis(rel_dense, top, axis=1) & shown
         n_pos = rel_dense.sum(axis=1)
         for name, v in user_metrics(hits, n_pos, ks, tuple(per_metric_user)).items():
             chunks.setdefault(name, []).append(v)
@@ -122,8 +125,8 @@ def evaluate_scores(
         if want_ild:
             for k in ks:
                 chunks.setdefault(f"ild@{k}", []).append(
-                    intra_list_diversity(topk[:, :k], item_vectors))
-        all_topk.append(np.where(shown, topk, -1))
+                    intra_list_diversity(top[:, :k], item_vectors))
+        all_topk.append(np.where(shown, top, -1))
         if progress is not None:
             progress(len(batch))
 
@@ -177,12 +180,14 @@ def evaluate_model(
     batch_size: int = 1024,
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Evaluate a fitted :class:`~explorec.models.base.Recommender` on ``part`` of ``split``."""
+    """Evaluate a fitted :class:`~explorec.models.base.Recommender` on ``part`` of ``split``.
+
+    Ties in the model's scores are broken with the split's seed."""
     relevant, excluded, candidates = part_matrices(split, part)
     return evaluate_scores(
         model.score,  # type: ignore[attr-defined]
         relevant, excluded, train=split.train.matrix(), ks=ks, metrics=metrics,
-        candidates=candidates, batch_size=batch_size, progress=progress,
+        candidates=candidates, batch_size=batch_size, progress=progress, seed=split.seed,
     )
 
 

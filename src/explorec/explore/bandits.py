@@ -67,11 +67,14 @@ class UCB1Policy(_ItemCounts):
         with np.errstate(divide="ignore", invalid="ignore"):
             ucb = np.where(n > 0, self.clicks[cand] / n + np.sqrt(self.c * np.log(t) / n), np.inf)
         base = self.base_scores(requests)
-        # unshown items first (value 1e6), ties broken by the base model's rank (< 1e-6)
-        rank = np.argsort(np.argsort(np.where(requests.mask, base, -np.inf), axis=1), axis=1)
+        # unshown items first (value 1e6), ties broken by the base model's rank (< 1e-6),
+        # and ties in the base scores by the requests' tie keys
+        tie = requests.tie_keys()
+        ascending = np.lexsort((~tie, np.where(requests.mask, base, -np.inf)), axis=1)
+        rank = np.argsort(ascending, axis=1)
         value = np.where(np.isfinite(ucb), ucb, 1e6)
         key = np.where(requests.mask, value + 1e-7 * rank / cand.shape[1], -np.inf)
-        pos = topk_positions(key, k)
+        pos = topk_positions(key, k, tie)
         return pos, np.take_along_axis(value, pos, axis=1), one_hot_distribution(pos, cand.shape[1])
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.errors import ExploRecError
+from explorec.ranking import tie_keys
 
 DEFAULT_SEED = 2020
 
@@ -41,7 +42,8 @@ class Requests:
     ----------
     candidates : (B, C) int array of internal item ids; rows may be padded where ``valid`` is False.
     history : (B, n_items) CSR of each user's interactions so far (1 = interacted).
-    users : (B,) int array of user keys; -1 for anonymous / unknown users.
+    users : (B,) int array of user keys: any stable integer per user (policies use them only
+        to order ties, see :meth:`tie_keys`); the service gives new users a hash of their id.
     base_scores : (B, C) scores of the policy's base model for the candidates, or None to let
         the policy compute them from ``history``.
     context : (B, f) user features, or None.
@@ -77,6 +79,13 @@ class Requests:
     @property
     def mask(self) -> np.ndarray:
         return np.ones(self.candidates.shape, bool) if self.valid is None else self.valid
+
+    def tie_keys(self) -> np.ndarray:
+        """(B, C) tie-break keys per (user, candidate item): equal scores are ordered by
+        these (seeded hashes, :func:`explorec.ranking.tie_keys`), never by candidate position,
+        so ties carry no information. Anonymous requests (no ``users``) hash their row."""
+        users = np.arange(len(self)) if self.users is None else np.asarray(self.users)
+        return tie_keys(users[:, None], self.candidates)
 
     def with_base_scores(self, scores: np.ndarray) -> Requests:
         return Requests(self.candidates, self.history, self.users, scores, self.context, self.valid)
@@ -174,6 +183,8 @@ class BasePolicy(ABC):
     name: str = "policy"
     #: True for policies whose slate is a deterministic function of the scores
     deterministic: bool = False
+    #: True for policies that explore over item text vectors (they need an item catalog)
+    needs_item_text: bool = False
 
     def __init__(self, *, seed: int = DEFAULT_SEED) -> None:
         self.seed = seed
@@ -289,9 +300,17 @@ class BasePolicy(ABC):
 
 
 # ------------------------------------------------------------------ propensity helpers
-def topk_positions(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the top-``k`` of each row of (..., C) scores, best first (ties: lower index)."""
+def topk_positions(scores: np.ndarray, k: int, tie: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the top-``k`` of each row of (..., C) scores, best first.
+
+    ``tie`` (same shape, e.g. :meth:`Requests.tie_keys`) orders equal scores, smaller key
+    first; without it ties go to the lower index (only for continuous draws, where ties have
+    probability zero).
+    """
     c = scores.shape[-1]
+    if tie is not None:
+        order = np.lexsort((tie, -np.asarray(scores, dtype=np.float64)), axis=-1)
+        return order[..., :k]
     if k <= 8 and k < c:
         # small k: k argmax passes beat a partition + sort (argmax takes the lowest index on ties)
         work = np.array(scores, dtype=np.float64, copy=True)

@@ -46,7 +46,7 @@ class GreedyPolicy(BasePolicy):
 
     def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.base_scores(requests)
-        pos = topk_positions(s, k)
+        pos = topk_positions(s, k, requests.tie_keys())
         return pos, np.take_along_axis(s, pos, axis=1), one_hot_distribution(pos, s.shape[1])
 
 
@@ -67,7 +67,7 @@ class EpsilonGreedyPolicy(BasePolicy):
         s = self.base_scores(requests)
         mask = requests.mask
         b, c = s.shape
-        greedy = topk_positions(s, k)
+        greedy = topk_positions(s, k, requests.tie_keys())
         uniform_keys = np.where(mask, self.rng.random((b, c)), -np.inf)
         random = topk_positions(uniform_keys, k)
         explore = self.rng.random(b) < self.epsilon
@@ -104,7 +104,7 @@ class SoftmaxPolicy(BasePolicy):
         s = self.base_scores(requests)
         mask = requests.mask
         b, c = s.shape
-        greedy = topk_positions(s, k)
+        greedy = topk_positions(s, k, requests.tie_keys())
         logits = standardize(s, mask) / self.temperature
         gumbel = -np.log(-np.log(self.rng.random((b, self.n_draws, c)) + 1e-300) + 1e-300)
         draws = np.where(mask[:, None, :], logits[:, None, :] + gumbel, -np.inf)

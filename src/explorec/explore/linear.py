@@ -193,6 +193,8 @@ class _LinearPolicy(BasePolicy):
     uses_two_tower = False
     representation: Any = None
 
+    needs_item_text = True
+
     def __init__(self, *, dim: int = 16, n_context: int = 0, prior_precision: float = 1.0,
                  base_weight: float = 0.02, n_positions: int = 10, seed: int = DEFAULT_SEED) -> None:
         super().__init__(seed=seed)
@@ -276,7 +278,7 @@ class LinUCBPolicy(_LinearPolicy):
         mean = X @ self._weights(self.linear.mean)
         ucb = mean + self.alpha * np.sqrt(self.linear.variance(Xp))
         key = np.where(requests.mask, ucb, -np.inf)
-        pos = topk_positions(key, k)
+        pos = topk_positions(key, k, requests.tie_keys())
         return pos, np.take_along_axis(key, pos, axis=1), one_hot_distribution(pos, key.shape[1])
 
 

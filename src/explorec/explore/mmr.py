@@ -16,8 +16,10 @@ from explorec.explore.greedy import standardize
 
 
 def mmr_positions(relevance: np.ndarray, vectors: np.ndarray, mask: np.ndarray, k: int,
-                  lam: float) -> np.ndarray:
-    """MMR order (B, k) of candidates given relevance (B, C) and unit vectors (B, C, d)."""
+                  lam: float, tie: np.ndarray | None = None) -> np.ndarray:
+    """MMR order (B, k) of candidates given relevance (B, C) and unit vectors (B, C, d).
+
+    Equal values go to the smallest ``tie`` key (B, C) (default: the lower position)."""
     b, c = relevance.shape
     rows = np.arange(b)
     chosen = np.zeros((b, k), dtype=np.int64)
@@ -25,7 +27,11 @@ def mmr_positions(relevance: np.ndarray, vectors: np.ndarray, mask: np.ndarray, 
     available = mask.copy()
     for j in range(k):
         value = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
-        pick = np.argmax(value, axis=1)
+        if tie is None:
+            pick = np.argmax(value, axis=1)
+        else:
+            best = value == value.max(axis=1, keepdims=True)
+            pick = np.argmin(np.where(best, tie, np.iinfo(np.uint64).max), axis=1)
         chosen[:, j] = pick
         available[rows, pick] = False
         sim = np.einsum("bcd,bd->bc", vectors, vectors[rows, pick])
@@ -37,6 +43,7 @@ class MMRPolicy(BasePolicy):
     """Base-model ranking re-ranked for diversity with MMR over LM item vectors."""
 
     name = "mmr"
+    needs_item_text = True
     deterministic = True
 
     def __init__(self, lam: float = 0.7, *, seed: int = DEFAULT_SEED) -> None:
@@ -60,5 +67,6 @@ class MMRPolicy(BasePolicy):
         lo = np.where(requests.mask, z, np.inf).min(axis=1, keepdims=True)
         hi = np.where(requests.mask, z, -np.inf).max(axis=1, keepdims=True)
         rel = (z - lo) / np.maximum(hi - lo, 1e-12)
-        pos = mmr_positions(rel, self._unit[requests.candidates], requests.mask, k, self.lam)
+        pos = mmr_positions(rel, self._unit[requests.candidates], requests.mask, k, self.lam,
+                            requests.tie_keys())
         return pos, np.take_along_axis(base, pos, axis=1), one_hot_distribution(pos, base.shape[1])

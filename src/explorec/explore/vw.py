@@ -28,6 +28,7 @@ class VowpalWabbitPolicy(BasePolicy):
     """Vowpal Wabbit ``--cb_explore_adf`` with a chosen exploration (``exploration`` args)."""
 
     name = "vw"
+    needs_item_text = True
 
     def __init__(self, exploration: str = "--epsilon 0.1", dim: int = 16, n_draws: int = 64,
                  learn_positions: int = 1, extra_args: str = "", *, seed: int = DEFAULT_SEED) -> None:

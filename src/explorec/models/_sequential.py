@@ -13,7 +13,7 @@ when the catalog is much larger than the sample).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -169,6 +169,7 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
 
     sequential = True
     _state_names = ("seq_items_", "seq_indptr_", "seq_times_")
+    param_constraints: ClassVar[dict[str, Any]] = {"horizon": ">= 1", "loss": ("ce", "sampled")}
     max_len: int
     batch_size: int
     loss: str

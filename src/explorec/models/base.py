@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from explorec.data.catalog import ItemCatalog
 from explorec.data.interactions import IdMap, Interactions
 from explorec.data.splits import Split
 from explorec.errors import ArtifactError, ExploRecError
+from explorec.models.params import validate_params
+from explorec.ranking import ShortListWarning, check_k, top_items
 
 
 class NotFittedError(ExploRecError):
@@ -62,6 +65,9 @@ class BaseRecommender(ABC):
 
     name: ClassVar[str] = "base"
     _state_names: ClassVar[tuple[str, ...]] = ()
+    #: parameter ranges ("> 0", ">= 1", "[0, 1]") or allowed values (a tuple), checked by
+    #: :func:`explorec.models.params.validate_params` with the common ones it knows
+    param_constraints: ClassVar[dict[str, str | tuple[Any, ...]]] = {}
 
     def __init__(self) -> None:
         self.user_items_: sp.csr_matrix | None = None
@@ -99,6 +105,7 @@ class BaseRecommender(ABC):
         ``catalog`` gives item text to the models that read it; ``split`` gives the models
         that early-stop access to its validation part. Other models ignore both.
         """
+        self.set_params(**validate_params(self.name, type(self), self.get_params()))
         t0 = time.perf_counter()
         self.users_, self.items_ = train.users, train.items
         self.user_items_ = train.matrix()
@@ -146,14 +153,31 @@ class BaseRecommender(ABC):
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Scores for users known only by a history (rows over the model's items): no retraining.
 
-        Values in ``history`` are interaction weights (1 for implicit feedback).
+        Values in ``history`` are interaction weights (1 for implicit feedback). A row with an
+        empty history gets the popularity fallback: each item's number of training users
+        (items added by text alone score 0).
         """
         self._check_fitted()
         history = sp.csr_matrix(history, dtype=np.float32)
         if history.shape[1] != self.n_items:
             raise ExploRecError(f"history has {history.shape[1]} item columns, the model "
                                 f"{self.n_items}")
-        return self._score_history(history)
+        scores = self._score_history(history)
+        empty = np.diff(history.indptr) == 0
+        if empty.any():
+            scores = np.array(scores, copy=True)
+            scores[empty] = self.item_popularity()
+        return scores
+
+    def item_popularity(self) -> np.ndarray:
+        """(n_items,) number of training users per item (the cold-start fallback's scores)."""
+        X = self._check_fitted()
+        key = (X.shape, X.nnz)
+        cached = getattr(self, "_popularity_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64))
+            self._popularity_cache = cached
+        return cached[1]
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         raise ExploRecError(f"model {self.name!r} cannot score a new user's history without "
@@ -161,17 +185,22 @@ class BaseRecommender(ABC):
 
     def recommend_for_history(self, item_ids: list[str], k: int = 10
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (external item ids, scores) for a new user who interacted with ``item_ids``."""
+        """Top-``k`` (external item ids, scores) for a new user who interacted with ``item_ids``.
+
+        The history's items are never returned; with fewer than ``k`` other items the lists
+        are shorter. An empty history gets the most popular items.
+        """
+        k = check_k(k)
+        self._check_fitted()
         assert self.items_ is not None
         idx = self.items_.to_internal(item_ids, what="item")
         h = sp.csr_matrix((np.ones(len(idx), np.float32), (np.zeros(len(idx), int), idx)),
                           shape=(1, self.n_items))
-        scores = np.asarray(self.score_history(h), dtype=np.float64)
-        scores[0, idx] = -np.inf
-        from explorec.evaluate.metrics import topk_from_scores
-
-        top = topk_from_scores(scores, min(k, self.n_items - len(set(idx))))
-        return self.items_.to_external(top[0]), scores[0, top[0]]
+        h.sum_duplicates()
+        h.data[:] = 1
+        top, vals = top_items(self.score_history(h), k, exclude=h, warn=False)
+        ok = top[0] >= 0
+        return self.items_.to_external(top[0][ok]), vals[0][ok]
 
     def explain(self, users: np.ndarray, items: np.ndarray, top: int = 3
                 ) -> list[list[list[tuple[int, float]]]]:
@@ -204,35 +233,36 @@ class BaseRecommender(ABC):
     # ------------------------------------------------------------- top-K
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items and scores per user, best first; training items excluded by default."""
-        from explorec.evaluate.metrics import topk_from_scores
+        """Top-``k`` items and scores per user, best first; training items excluded by default.
 
+        ``users``: (n,) internal user ids. Returns ``(items, scores)``, both (n, w) with
+        ``w = min(k, most eligible items of any user)``: a user with fewer than ``k`` items
+        left has a shorter list, padded at the end with item ``-1`` and score ``-inf`` (a
+        :class:`~explorec.ranking.ShortListWarning` says how many users). Ties are ordered by
+        :func:`explorec.ranking.topk`'s seeded tie keys, never by item id.
+        """
+        k = check_k(k)
         X = self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
-        k = min(k, X.shape[1])
-        out_items = np.empty((len(users), k), dtype=np.int64)
-        out_scores = np.empty((len(users), k), dtype=np.float64)
+        parts = []
         for s in range(0, len(users), batch_size):
             b = users[s:s + batch_size]
-            scores = self.score(b).astype(np.float64)
-            if exclude_seen:
-                seen = X[b]
-                scores[np.repeat(np.arange(len(b)), np.diff(seen.indptr)), seen.indices] = -np.inf
-            top = topk_from_scores(scores, k)
-            out_items[s:s + len(b)] = top
-            out_scores[s:s + len(b)] = np.take_along_axis(scores, top, axis=1)
-        return out_items, out_scores
+            parts.append(top_items(self.score(b), k, rows=b, exclude=X[b] if exclude_seen else None,
+                                   warn=False))
+        return _stack_lists(parts, k, len(users))
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Most similar items per item (self excluded), from ``_item_similarity``."""
-        from explorec.evaluate.metrics import topk_from_scores
+        """Most similar items per item (self excluded), from ``_item_similarity``.
 
+        Same shape contract as :meth:`recommend`: (n, w) ids and similarities, ``-1``-padded
+        when fewer than ``k`` other items exist.
+        """
+        k = check_k(k)
         self._check_fitted()
         items = np.asarray(items, dtype=np.int64)
         sim = np.asarray(self._item_similarity(items), dtype=np.float64)
-        sim[np.arange(len(items)), items] = -np.inf
-        top = topk_from_scores(sim, min(k, sim.shape[1] - 1))
-        return top, np.take_along_axis(sim, top, axis=1)
+        own = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)), shape=sim.shape)
+        return _stack_lists([top_items(sim, k, rows=items, exclude=own, warn=False)], k, len(items))
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Default: cosine of item columns of the training matrix."""
@@ -251,8 +281,8 @@ class BaseRecommender(ABC):
         assert self.users_ is not None and self.items_ is not None
         meta = {"kind": "recommender", "model": self.name, "params": _jsonable(self.get_params()),
                 "fit_seconds": self.fit_seconds_}
-        arrays = {"user_items": X, "user_ids": np.asarray(self.users_.ids, dtype=str),
-                  "item_ids": np.asarray(self.items_.ids, dtype=str), **self._state()}
+        arrays = {"user_items": X, "user_ids": np.asarray(self.users_.ids, dtype=object),
+                  "item_ids": np.asarray(self.items_.ids, dtype=object), **self._state()}
         return save_artifact(path, meta, arrays)
 
     @classmethod
@@ -281,6 +311,25 @@ class BaseRecommender(ABC):
         """Restore learned arrays saved by ``_state`` (models with more state extend this)."""
         for name in self._state_names:
             setattr(self, name, arrays[name])
+
+
+def _stack_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int, n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-batch top-k lists of possibly different widths (-1 / -inf padded)."""
+    width = max((p[0].shape[1] for p in parts), default=0)
+    items = np.full((n, width), -1, dtype=np.int64)
+    scores = np.full((n, width), -np.inf)
+    row = 0
+    for top, vals in parts:
+        items[row:row + len(top), :top.shape[1]] = top
+        scores[row:row + len(top), :top.shape[1]] = vals
+        row += len(top)
+    short = int(((items >= 0).sum(axis=1) < k).sum())
+    if short:
+        warnings.warn(f"{short} of {n} rows have fewer than k={k} eligible items; their lists "
+                      "are shorter (padded with item -1, score -inf)", ShortListWarning,
+                      stacklevel=3)
+    return items, scores
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

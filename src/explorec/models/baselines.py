@@ -7,23 +7,22 @@ import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models.base import BaseRecommender
+from explorec.ranking import hash_uniform
 
 
 def _hash_uniform(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:
-    """Deterministic uniforms in [0, 1) per (seed, user, item): a splitmix64 hash, vectorised."""
-    u = users.astype(np.uint64)[:, None]
-    i = np.arange(n_items, dtype=np.uint64)[None, :]
-    with np.errstate(over="ignore"):
-        z = (u * np.uint64(0x9E3779B97F4A7C15)) ^ (i * np.uint64(0xC2B2AE3D27D4EB4F))
-        z = z + np.uint64(seed) * np.uint64(0x165667B19E3779F9)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    """Deterministic uniforms in [0, 1) per (seed, user, item)."""
+    return hash_uniform(np.asarray(users)[:, None], np.arange(n_items)[None, :], seed)
 
 
 class RandomRecommender(BaseRecommender):
-    """Uniformly random scores; the same seed gives the same ranking for a user."""
+    """Uniformly random scores; the same seed gives the same ranking for a user.
+
+    Parameters
+    ----------
+    seed : seed of the scores (a hash of seed, user and item, so any batch order gives the
+        same ranking).
+    """
 
     name = "random"
 
@@ -42,6 +41,9 @@ class RandomRecommender(BaseRecommender):
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return _hash_uniform(items + self.n_users, self.n_items, self.seed)
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.zeros((len(items), len(history)))  # random scores owe nothing to the history
 
 
 class PopularityRecommender(BaseRecommender):
@@ -66,3 +68,6 @@ class PopularityRecommender(BaseRecommender):
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self._score(items)
+
+    def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.zeros((len(items), len(history)))  # popularity owes nothing to the history

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class BPR(PairwiseRecommender):
     """
 
     name = "bpr"
+    param_constraints: ClassVar[dict[str, Any]] = {"reg": ">= 0"}
 
     def __init__(self, factors: int = 64, reg: float = 1e-2, n_negatives: int = 4,
                  epochs: int = 200, patience: int = 10, lr: float = 5e-3,

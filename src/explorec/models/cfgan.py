@@ -4,7 +4,7 @@ and :func:`gan_augment`, which adds generated interactions for sparse users."""
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,9 +53,10 @@ class CFGAN(TorchRecommender):
 
     Parameters
     ----------
-    g_hidden, d_hidden : hidden layer sizes of generator and discriminator.
-    zr_ratio, pm_ratio : shares of a user's non-purchased items sampled for zero
-        reconstruction and partial masking.
+    g_hidden : hidden layer sizes of the generator.
+    d_hidden : hidden layer sizes of the discriminator.
+    zr_ratio : share of a user's non-purchased items sampled for zero reconstruction.
+    pm_ratio : share of a user's non-purchased items sampled for partial masking.
     zr_weight : weight of the zero-reconstruction term in the generator loss.
     d_steps : discriminator updates per generator update.
     d_lr : discriminator learning rate (``lr`` is the generator's).
@@ -67,6 +68,9 @@ class CFGAN(TorchRecommender):
     """
 
     name = "cfgan"
+    param_constraints: ClassVar[dict[str, Any]] = {
+        "zr_ratio": "[0, 1]", "pm_ratio": "[0, 1]", "zr_weight": ">= 0", "d_steps": ">= 1",
+        "g_hidden": ">= 1", "d_hidden": ">= 1"}
 
     def __init__(self, g_hidden: tuple[int, ...] = (400, 400), d_hidden: tuple[int, ...] = (125,),
                  zr_ratio: float = 0.7, pm_ratio: float = 0.7, zr_weight: float = 0.1,

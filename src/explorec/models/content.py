@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.encoders.base import l2_normalise
 from explorec.models.base import BaseRecommender
@@ -43,7 +44,7 @@ class ContentRecommender(TextItemsMixin, BaseRecommender):
     Parameters
     ----------
     encoder : ``minilm`` (all-MiniLM-L6-v2), ``tfidf``, or a sentence-transformers path.
-    template : item text template over catalog fields.
+    template : item text template over catalog fields (None: the catalog's own).
     rating_weight : weight history items by their rating.
     recency_half_life : halve an item's weight every this many newer interactions (0 = off).
     n_interests : 1 = one profile; more = keep this many interest centroids per user and
@@ -52,9 +53,11 @@ class ContentRecommender(TextItemsMixin, BaseRecommender):
     """
 
     name = "content"
+    param_constraints: ClassVar[dict[str, Any]] = {"recency_half_life": ">= 0", "n_interests": ">= 1",
+                                                   "interest_clusters": ">= 1"}
     _state_names = ("item_text_vectors_", "profiles_")
 
-    def __init__(self, encoder: str = "minilm", template: str = DEFAULT_ITEM_TEMPLATE,
+    def __init__(self, encoder: str = "minilm", template: str | None = None,
                  rating_weight: bool = True, recency_half_life: float = 0.0,
                  n_interests: int = 1, interest_clusters: int = 24,
                  seed: int = DEFAULT_SEED) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -18,6 +20,7 @@ class EASE(BaseRecommender):
     """
 
     name = "ease"
+    param_constraints: ClassVar[dict[str, Any]] = {"reg": "> 0"}
     _state_names = ("weights_",)
 
     def __init__(self, reg: float = 250.0) -> None:

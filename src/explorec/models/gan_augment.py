@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,11 +20,13 @@ class GanAugmented(BaseRecommender):
     ----------
     base : registered name of the model trained on the augmented data (default ``ease``).
     base_params : its parameters.
-    max_history, n_add : which users get generated interactions, and how many.
+    max_history : users with fewer training interactions than this get generated ones.
+    n_add : generated interactions added per such user.
     cfgan_params : parameters of the CFGAN generator.
     """
 
     name = "gan-augment"
+    param_constraints: ClassVar[dict[str, Any]] = {"n_add": ">= 1"}
     _state_names = ("augmented_",)
 
     def __init__(self, base: str = "ease", base_params: dict | None = None,

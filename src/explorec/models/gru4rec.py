@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._sequential import (
     SequentialRecommender,
@@ -48,13 +47,19 @@ class GRU4Rec(SequentialRecommender):
 
     Parameters
     ----------
-    dim : item embedding size; hidden : GRU state size; layers : stacked GRU layers.
+    dim : item embedding size.
+    hidden : GRU state size.
+    layers : stacked GRU layers.
     max_len : most recent items the model reads (and training window length).
-    horizon, ties : the multi-target objective (see :class:`SequentialRecommender`).
+    horizon : items after each position that it learns to predict (multi-target objective).
+    ties : with timestamps, extra targets only among items sharing the next item's timestamp.
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
+    n_negatives : uniform negative items per batch for ``loss="sampled"``.
     dropout : dropout on embeddings and GRU outputs.
-    encoder, template : item text (see :class:`SequentialRecommender`); None: IDs only.
+    encoder : item text encoder (``minilm``, ...) whose vectors add to the ID embeddings;
+        None: IDs only.
+    template : item text template over catalog fields (None: the catalog's own).
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -63,7 +68,7 @@ class GRU4Rec(SequentialRecommender):
 
     def __init__(self, dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
                  dropout: float = 0.5, encoder: str | None = None,
-                 template: str = DEFAULT_ITEM_TEMPLATE, horizon: int = 10, ties: bool = True,
+                 template: str | None = None, horizon: int = 10, ties: bool = True,
                  loss: str = "ce", n_negatives: int = 256, epochs: int = 200, patience: int = 15,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128,
                  seed: int = DEFAULT_SEED, device: str | None = None, progress: bool = True

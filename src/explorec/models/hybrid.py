@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,12 +24,15 @@ class HybridRecommender(BaseRecommender):
     ----------
     cf : any registered model name for the collaborative part (default ``ease``).
     text : the language-model part (``content`` or ``two-tower``).
-    cf_params, text_params : parameters of the two parts.
+    cf_params : parameters of the collaborative part.
+    text_params : parameters of the language-model part.
     weight : the text weight ``w``. ``None`` chooses it on validation NDCG@10 from
         ``weights`` (needs ``fit(..., split=...)``; without a split 0.1 is used).
+    weights : the text weights tried on validation when ``weight`` is None.
     """
 
     name = "hybrid"
+    param_constraints: ClassVar[dict[str, Any]] = {"weight": "[0, 1]", "weights": "[0, 1]"}
     _state_names = ()
 
     def __init__(self, cf: str = "ease", text: str = "content", cf_params: dict | None = None,

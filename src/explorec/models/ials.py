@@ -20,6 +20,8 @@ Three solvers; the default was chosen by measurement (docs/models.md, "Model zoo
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -50,6 +52,10 @@ class IALS(BaseRecommender):
     """
 
     name = "ials"
+    param_constraints: ClassVar[dict[str, Any]] = {
+        "alpha": ">= 0", "reg": ">= 0", "reg_exponent": ">= 0",
+        "solver": ("cholesky", "cg", "implicit"), "cg_steps": ">= 1", "init_std": "> 0",
+        "threads": ">= 0"}
     _state_names = ("user_factors_", "item_factors_")
 
     def __init__(self, factors: int = 64, alpha: float = 10.0, reg: float = 1.0,

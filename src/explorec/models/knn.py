@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -57,6 +59,7 @@ class ItemKNN(ItemToItemRecommender):
     """
 
     name = "itemknn"
+    param_constraints: ClassVar[dict[str, Any]] = {"alpha": "[0, 1]", "user_weighting": ("none", "iuf")}
     _state_names = ("similarity_",)
 
     def __init__(self, k: int = 100, shrink: float = 0.0, alpha: float = 0.5,
@@ -91,7 +94,13 @@ def _weight_users(X: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
 
 
 class UserKNN(BaseRecommender):
-    """User-based kNN: score(u, i) = sum over u's k most similar users who interacted with i."""
+    """User-based kNN: score(u, i) = sum over u's k most similar users who interacted with i.
+
+    Parameters
+    ----------
+    k : neighbours kept per user (its ``k`` most similar users by cosine).
+    shrink : shrinkage added to the cosine denominator (penalises similarities from few items).
+    """
 
     name = "userknn"
     _state_names = ("similarity_",)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -77,6 +77,7 @@ class LightGCN(PairwiseRecommender):
     """
 
     name = "lightgcn"
+    param_constraints: ClassVar[dict[str, Any]] = {"reg": ">= 0"}
 
     def __init__(self, factors: int = 64, layers: int = 3, reg: float = 1e-3,
                  n_negatives: int = 4, epochs: int = 300, patience: int = 10, lr: float = 1e-2,

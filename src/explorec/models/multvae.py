@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,14 +48,17 @@ class MultVAE(TorchRecommender):
 
     Parameters
     ----------
-    hidden, latent : encoder/decoder hidden size and latent size (600 and 200 in the paper).
+    hidden : encoder/decoder hidden size (600 in the paper).
+    latent : latent size (200 in the paper).
     dropout : input dropout.
-    anneal_cap, anneal_steps : KL weight schedule.
+    anneal_cap : largest KL weight ``beta``.
+    anneal_steps : updates over which ``beta`` grows from 0 to ``anneal_cap``.
     epochs, patience, lr, weight_decay, batch_size : training settings (batches of users).
     seed, device, progress : as for every neural model.
     """
 
     name = "multvae"
+    param_constraints: ClassVar[dict[str, Any]] = {"anneal_cap": ">= 0", "anneal_steps": ">= 0"}
 
     def __init__(self, hidden: int = 600, latent: int = 64, dropout: float = 0.5,
                  anneal_cap: float = 0.2, anneal_steps: int = 2000, epochs: int = 300,

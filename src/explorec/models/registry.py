@@ -9,6 +9,7 @@ import importlib
 from typing import Any
 
 from explorec.errors import UnknownNameError
+from explorec.models.params import validate_params
 
 _MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
     "random": ("explorec.models.baselines:RandomRecommender", {}, "seeded uniform scores"),
@@ -76,10 +77,31 @@ def describe(name: str) -> str:
 
 
 def create_model(name: str, **params: Any) -> Any:
-    """Instantiate a registered model with its defaults, overridden by ``params``."""
+    """Instantiate a registered model with its defaults, overridden by ``params``.
+
+    Every parameter is checked first (type and range, :func:`validate_params`): a bad value
+    raises ValueError naming ``model.parameter``.
+    """
     klass = model_class(name)
-    merged = {**default_params(name), **params}
-    try:
-        return klass(**merged)
-    except TypeError as e:
-        raise ValueError(f"bad parameters for model {name!r}: {e}") from e
+    merged = validate_params(name, klass, {**default_params(name), **params})
+    return klass(**merged)
+
+
+def all_defaults(name: str) -> dict[str, Any]:
+    """Every parameter of the model with the value it gets when not set: the class default,
+    overridden by the registry's tuned default."""
+    import inspect
+
+    sig = inspect.signature(model_class(name).__init__)
+    out = {p.name: p.default for p in sig.parameters.values()
+           if p.name != "self" and p.default is not inspect.Parameter.empty}
+    return {**out, **default_params(name)}
+
+
+def describe_params(name: str) -> list[dict[str, Any]]:
+    """Each parameter of the model: name, default (see :func:`all_defaults`) and its one-line
+    meaning from the class docstring (:func:`explorec.models.params.parameter_docs`)."""
+    from explorec.models.params import parameter_docs
+
+    docs = parameter_docs(model_class(name))
+    return [{"name": p, "default": v, "doc": docs.get(p, "")} for p, v in all_defaults(name).items()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -29,6 +31,7 @@ class RP3beta(ItemToItemRecommender):
     """
 
     name = "rp3beta"
+    param_constraints: ClassVar[dict[str, Any]] = {"alpha": ">= 0", "beta": ">= 0"}
     _state_names = ("similarity_",)
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.6, k: int = 100,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._sequential import (
     SequentialRecommender,
@@ -108,11 +107,15 @@ class SASRec(SequentialRecommender):
 
     Parameters
     ----------
-    dim, heads, layers : Transformer width, attention heads, blocks.
+    dim : Transformer width (item embedding size).
+    heads : attention heads per block.
+    layers : Transformer blocks.
     max_len : most recent items the model reads (and training window length).
-    horizon, ties : the multi-target objective (see :class:`SequentialRecommender`).
+    horizon : items after each position that it learns to predict (multi-target objective).
+    ties : with timestamps, extra targets only among items sharing the next item's timestamp.
     loss : ``"ce"`` (softmax over all items) or ``"sampled"`` (softmax over the target and
         ``n_negatives`` uniform items shared by the batch; for large catalogs).
+    n_negatives : uniform negative items per batch for ``loss="sampled"``.
     dropout : dropout on embeddings, attention and feed-forward layers.
     item_bias : add a learned per-item bias to the output logits.
     time_bias : time-interval-aware attention (after TiSASRec, Li et al. WSDM 2020): each
@@ -122,7 +125,9 @@ class SASRec(SequentialRecommender):
         one session).
     distance_bias : each head adds a learned bias for the distance (in items) between query
         and key to its attention logits (relative positions, on top of the absolute ones).
-    encoder, template : item text (see :class:`SequentialRecommender`); None: IDs only.
+    encoder : item text encoder (``minilm``, ...) whose vectors add to the ID embeddings;
+        None: IDs only.
+    template : item text template over catalog fields (None: the catalog's own).
     epochs, patience, lr, weight_decay, batch_size : training settings (batch of windows).
     seed, device, progress : as for every neural model.
     """
@@ -132,7 +137,7 @@ class SASRec(SequentialRecommender):
     def __init__(self, dim: int = 64, heads: int = 2, layers: int = 2, max_len: int = 50,
                  dropout: float = 0.5, item_bias: bool = False, time_bias: bool = True,
                  distance_bias: bool = False, encoder: str | None = None,
-                 template: str = DEFAULT_ITEM_TEMPLATE, horizon: int = 10, ties: bool = True,
+                 template: str | None = None, horizon: int = 10, ties: bool = True,
                  loss: str = "ce", n_negatives: int = 256, epochs: int = 200,
                  patience: int = 15, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, seed: int = DEFAULT_SEED, device: str | None = None,

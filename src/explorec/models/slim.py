@@ -3,6 +3,8 @@ solved by ADMM (Steck, Dimakopoulou, Riabov & Jebara, WSDM 2020)."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -29,6 +31,7 @@ class SLIM(ItemToItemRecommender):
     """
 
     name = "slim"
+    param_constraints: ClassVar[dict[str, Any]] = {"rho": "> 0"}
     _state_names = ("weights_",)
 
     def __init__(self, l1: float = 1.0, l2: float = 250.0, rho: float | None = None,

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.interactions import IdMap
 from explorec.errors import ExploRecError
 
@@ -41,8 +40,7 @@ class TextItemsMixin:
 
         inputs = self._inputs  # type: ignore[attr-defined]
         enc = self._encoder()
-        vecs = encode_items(inputs.train.items, inputs.catalog, enc,
-                            template=self.template or DEFAULT_ITEM_TEMPLATE)
+        vecs = encode_items(inputs.train.items, inputs.catalog, enc, template=self.template)
         if hasattr(enc, "idf"):
             self.tfidf_idf_ = enc.idf
         return vecs

@@ -10,12 +10,11 @@ frequency), or the full softmax for small catalogs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
 from explorec.data.splits import DEFAULT_SEED
 from explorec.errors import ExploRecError
 from explorec.models._neural import time_ordered_matrix
@@ -89,8 +88,10 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
 
     Parameters
     ----------
-    encoder, template : text encoder and item text template (as for ``content``).
-    dim, hidden : output and hidden sizes of the towers.
+    encoder : text encoder: ``minilm``, ``tfidf`` or a sentence-transformers directory.
+    template : item text template over catalog fields (None: the catalog's own).
+    dim : output size of the towers (the embedding size).
+    hidden : hidden layer size of the towers.
     id_dropout : probability of dropping an item's ID embedding in training.
     max_history : most recent history items the user tower attends to.
     prefix_prob : share of training examples whose history is the user's earliest items
@@ -103,10 +104,11 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
     """
 
     name = "two-tower"
+    param_constraints: ClassVar[dict[str, Any]] = {"prefix_prob": "[0, 1]", "loss": ("inbatch", "full")}
     _state_names = ("item_text_vectors_", "item_vectors_", "item_biases_", "seen_items_",
                     "history_")
 
-    def __init__(self, encoder: str = "minilm", template: str = DEFAULT_ITEM_TEMPLATE,
+    def __init__(self, encoder: str = "minilm", template: str | None = None,
                  dim: int = 128, hidden: int = 256, id_dropout: float = 0.5,
                  max_history: int = 50, loss: str = "inbatch", batch_size: int = 1024,
                  epochs: int = 30, patience: int = 3, lr: float = 5e-4,

@@ -231,13 +231,23 @@ def build_artifact(output: str | Path, *, interactions: Interactions, catalog: I
                    dataset: str = "<memory>", policy_state: Callable[[Any, ServiceArtifact], None]
                    | None = None, extra_meta: dict[str, Any] | None = None,
                    progress: Callable[[str], None] | None = None) -> Path:
-    """Fit ``model`` on ``interactions``, prepare ``policy`` and write a service artifact."""
-    from explorec.data.catalog import DEFAULT_ITEM_TEMPLATE
-    from explorec.explore import create_policy
+    """Fit ``model`` on ``interactions``, prepare ``policy`` and write a service artifact.
+
+    Item texts come from ``texts`` or the ``catalog`` (its template, or ``template``). With
+    neither, the item vectors are zeros (items are then known by their interactions only) and
+    a policy that explores over item text (``needs_item_text``) is refused before fitting.
+    """
+    from explorec.encoders.items import NO_TEXT_MESSAGE
+    from explorec.explore import create_policy, policy_class
     from explorec.models.registry import create_model
 
     model_params = dict(model_params or {})
     policy_params = dict(policy_params or {})
+    has_text = texts is not None or catalog is not None
+    if not has_text and getattr(policy_class(policy), "needs_item_text", False):
+        raise ExploRecError(f"policy {policy!r} explores over item text vectors; "
+                            + NO_TEXT_MESSAGE.replace("this needs item text, and", "but"))
+    pol = create_policy(policy, **policy_params)  # checks the policy's parameters before fitting
     m = create_model(model, **model_params)
     if template is not None and "template" in m.get_params():
         m.set_params(template=template)
@@ -247,31 +257,36 @@ def build_artifact(output: str | Path, *, interactions: Interactions, catalog: I
     m.fit(interactions, catalog=catalog)
     fit_s = time.perf_counter() - t0
     items = interactions.items
-    if texts is None:
-        tmpl = getattr(m, "template", None) or template or DEFAULT_ITEM_TEMPLATE
-        texts = catalog.texts(items, tmpl) if catalog is not None else [str(i) for i in items.ids]
-    vectors, enc_name, enc_state, projection = _item_vectors(m, texts, encoder, vector_dim, seed, progress)
+    if texts is None and catalog is not None:
+        texts = catalog.texts(items, getattr(m, "template", None) or template)
+    if texts is not None:
+        vectors, enc_name, enc_state, projection = _item_vectors(m, texts, encoder, vector_dim,
+                                                                 seed, progress)
+    else:
+        texts = [""] * len(items)
+        dim = int(vector_dim) or int(_encoder(encoder).dim)
+        vectors, enc_name, enc_state, projection = (np.zeros((len(items), dim), np.float32),
+                                                     encoder, {}, None)
     if progress:
         progress(f"prepare policy {policy}")
-    pol = create_policy(policy, **policy_params)
     pol.prepare(m, n_items=len(items), item_vectors=vectors)
     state = pol.get_state()
     output = Path(output)
     with atomic_directory(output) as tmp:
         m.save(tmp / "model")
-        item_arrays: dict[str, Any] = {"item_ids": np.asarray(items.ids, dtype=str),
-                                       "texts": np.asarray(texts, dtype=str), "vectors": vectors}
+        item_arrays: dict[str, Any] = {"item_ids": np.asarray(items.ids, dtype=object),
+                                       "texts": np.asarray(texts, dtype=object), "vectors": vectors}
         if projection is not None:
             item_arrays["proj_mean"] = projection.mean
             item_arrays["proj_components"] = projection.components
         for k, v in enc_state.items():
             item_arrays[f"encoder.{k}"] = v
         if catalog is not None:
-            from explorec.data.catalog import _fmt
+            from explorec.data.catalog import format_cell
 
             frame = catalog.frame.reindex(items.ids)
             for col in frame.columns:
-                item_arrays[f"catalog.{col}"] = np.asarray([_fmt(v) for v in frame[col]], dtype=str)
+                item_arrays[f"catalog.{col}"] = np.asarray([format_cell(v) for v in frame[col]], dtype=object)
         save_artifact(tmp / "items", {"kind": "service-items", "encoder": enc_name,
                                       "vector_dim": int(vectors.shape[1])}, item_arrays)
         save_artifact(tmp / "policy", {"kind": "policy-state", "policy": policy,
@@ -308,7 +323,8 @@ def train_artifact(output: str | Path, *, dataset: str | Dataset = "ml-100k", mo
     return build_artifact(output, interactions=ds.interactions, catalog=ds.catalog, model=model,
                           policy=policy, encoder=encoder, vector_dim=vector_dim,
                           model_params=model_params, policy_params=policy_params, seed=seed,
-                          dataset=ds.name, progress=progress)
+                          dataset=ds.name, extra_meta={"columns": dict(ds.columns)},
+                          progress=progress)
 
 
 # ------------------------------------------------------------------ retraining from the log

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from explorec._io import sha256_bytes
 from explorec.errors import ExploRecError
+from explorec.ranking import external_key, topk
 from explorec.serve.artifact import ServiceArtifact
 from explorec.serve.stores import (
     Interaction,
@@ -441,8 +442,9 @@ class Engine:
         with self.lock:
             self.sync()
             hist, ukey = self._history_idx(user, hist_items)
+            tie_user = ukey if ukey >= 0 else (1 << 62) + external_key(user)
             base_all = self.base_scores(hist, ukey)
-            cand = self._candidates(hist, base_all, candidates, exclude)
+            cand = self._candidates(hist, base_all, candidates, exclude, tie_user)
             base = base_all[cand]
             if len(cand) == 0:
                 positions = np.zeros(0, np.int64)
@@ -452,7 +454,7 @@ class Engine:
                 h = _row(hist, self.n_items)
                 from explorec.explore import Requests
 
-                req = Requests(cand[None, :], h, np.array([ukey]), base[None, :], ctx)
+                req = Requests(cand[None, :], h, np.array([tie_user]), base[None, :], ctx)
                 try:
                     sb = self.policy.rank_batch(req, k_eff)
                 except ExploRecError as e:
@@ -482,7 +484,7 @@ class Engine:
         return result, event
 
     def _candidates(self, hist: np.ndarray, base: np.ndarray, candidates: Sequence[str] | None,
-                    exclude: Sequence[str] | None) -> np.ndarray:
+                    exclude: Sequence[str] | None, tie_user: int) -> np.ndarray:
         excl = {self.index[e] for e in (exclude or ()) if e in self.index}
         limit = self.n_model if self._uses_model_items_only else self.n_items
         if candidates is not None:
@@ -510,10 +512,10 @@ class Engine:
             ok = np.ones(limit, bool)
             ok[block] = False
             return np.flatnonzero(ok)
-        # top-`pool` by score among the allowed items: one partial sort over a masked copy
-        s = np.negative(base[:limit])
-        s[block] = np.inf
-        top = np.argpartition(s, pool - 1)[:pool]
+        # top-`pool` by score among the allowed items (ties by the user's tie keys)
+        s = np.array(base[:limit], dtype=np.float64)
+        s[block] = -np.inf
+        top = topk(s[None, :], pool, rows=np.array([tie_user]))[0]
         fresh = [i for i in self.added[-self.config.fresh_items:] if i < limit and not self._deleted[i]]
         if fresh:
             fresh_ok = np.setdiff1d(np.asarray(fresh, np.int64), block)

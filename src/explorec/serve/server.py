@@ -6,11 +6,13 @@ Without API keys the server refuses any address but loopback and says so at star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from explorec.errors import ExploRecError
 from explorec.serve.config import LOOPBACK, ServiceConfig
@@ -45,7 +47,10 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     """Serve until interrupted. ``workers > 1`` starts processes that share the store."""
     import uvicorn
 
+    from explorec.artifacts import read_manifest
+
     notice = check_bind(config, host)
+    read_manifest(config.artifact)  # a missing or foreign artifact fails before the store opens
     from explorec.serve.engine import single_threaded_blas
 
     single_threaded_blas()
@@ -67,10 +72,29 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         return
     from explorec.serve.app import create_app
 
-    app = create_app(config)
+    with _removed_on_failure(config.store):
+        app = create_app(config)
     _warn_weak_redis(app)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
                 timeout_graceful_shutdown=30)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(store_url: str) -> Iterator[None]:
+    """A SQLite database that a failed start created is removed again (with its WAL files),
+    so a typo in --artifact leaves nothing behind."""
+    from explorec.serve.stores import sqlite_path
+
+    path = sqlite_path(store_url)
+    files = [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")] if path else []
+    existed = {f for f in files if f.exists()}
+    try:
+        yield
+    except BaseException:
+        for f in files:
+            if f not in existed:
+                f.unlink(missing_ok=True)
+        raise
 
 
 def _warn_weak_redis(app: object) -> None:

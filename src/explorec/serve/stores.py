@@ -228,14 +228,22 @@ class Store(Protocol):
     def counts(self) -> dict[str, int]: ...
 
 
+def sqlite_path(url: str) -> str | None:
+    """The database path of a ``sqlite://`` store URL (None for other stores)."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url[len("sqlite://"):]
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    if not path:
+        raise StoreError(f"store URL {url!r}: no database path (use sqlite:///PATH)")
+    return path
+
+
 def open_store(url: str, **options: Any) -> Store:
     """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``redis://[:pw@]host:port/db``."""
-    if url.startswith("sqlite://"):
-        path = url[len("sqlite://"):]
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
-        if not path:
-            raise StoreError(f"store URL {url!r}: no database path (use sqlite:///PATH)")
+    path = sqlite_path(url)
+    if path is not None:
         return SQLiteStore(path, **options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url, **options)

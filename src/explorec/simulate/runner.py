@@ -28,8 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.errors import ExploRecError
-from explorec.explore.base import Feedback, Requests, topk_positions
+from explorec.explore.base import Feedback, Requests
 from explorec.explore.registry import create_policy, policy_class
+from explorec.ranking import topk
 from explorec.simulate.environment import Environment
 
 
@@ -75,8 +76,9 @@ def make_policy(name: str, env: Environment, base_model: Any, *, seed: int,
     return policy.prepare(base_model, n_items=env.n_items, item_vectors=env.item_vectors)
 
 
-def _select(key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    pos = topk_positions(key, k)
+def _select(key: np.ndarray, k: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items of each row of ``key`` (ties by the users' tie keys) and which are real."""
+    pos = topk(key, k, rows=users)
     return pos, np.isfinite(np.take_along_axis(key, pos, axis=1))
 
 
@@ -131,13 +133,13 @@ def _run_policy(env: Environment, policy: Any, base_model: Any, *, rounds: int, 
         H = sp.csr_matrix((np.ones(len(h_rows), np.float32), (h_rows, h_cols)), shape=(b, n_items))
         base_full = np.asarray(base_model.score_history(H), dtype=np.float64)
         eligible = (release <= t0)[None, :] & ~seen[users]
-        top, v_top = _select(np.where(eligible, base_full, -np.inf), n_candidates)
+        top, v_top = _select(np.where(eligible, base_full, -np.inf), n_candidates, users)
         rest = eligible.copy()
         rest[rows[:, None], top] = False
-        rnd, v_rnd = _select(np.where(rest, rng.random((b, n_items)), -np.inf), n_random)
+        rnd, v_rnd = _select(np.where(rest, rng.random((b, n_items)), -np.inf), n_random, users)
         rest[rows[:, None], rnd] = False
         fresh, v_fresh = _select(np.where(rest & is_new_item[None, :], release[None, :] + 0.0, -np.inf),
-                                 n_fresh)
+                                 n_fresh, users)
         cand = np.hstack([top, rnd, fresh])
         valid = np.hstack([v_top, v_rnd, v_fresh])
         base = np.take_along_axis(base_full, cand, axis=1)
