@@ -396,15 +396,19 @@ def config_defaults(path: Path, command: Any, commands: dict[str, Any] | None = 
                                  param_hint="--config")
     commands = commands or {command.name: command}
     own_name = next((n for n, c in commands.items() if c is command), command.name)
-    merged = {k: v for k, v in raw.items() if k not in commands}
-    section = raw.get(own_name) or {}
+    elsewhere = set().union(*(_flags(c) for c in commands.values()))
+    # sections: keys named after a command that are no option's name (``models`` and
+    # ``split`` are options of evaluate, so they are never sections)
+    sections = {n for n in commands if n.replace("-", "_") not in elsewhere}
+    merged = {k: v for k, v in raw.items() if k not in sections}
+    section = raw.get(own_name) if own_name in sections else None
+    section = section or {}
     if not isinstance(section, dict):
         raise typer.BadParameter(f"{path}: section {own_name!r} must be a mapping",
                                  param_hint="--config")
     merged.update(section)
     params = {p.name: p for p in command.params if p.name and p.name != "config"}
     by_flag = _flags(command)
-    elsewhere = set().union(*(_flags(c) for c in commands.values()))
     if isinstance(merged.get("models"), dict):  # models: {ease: {reg: 500}, pop: {}}
         models = merged.pop("models")
         merged["models"] = list(models)

@@ -138,14 +138,32 @@ def retrain(
     replay: Annotated[bool, typer.Option("--replay/--no-replay",
                                          help="Warm-start the new policy on every logged reward.")
                       ] = True,
+    items: Annotated[Path | None, typer.Option(
+        "--items", help="Item file whose texts replace the base artifact's (for the items it "
+        "lists).")] = None,
+    item_columns: Annotated[str | None, typer.Option(
+        "--item-columns", help="Item file columns: item=ID_COLUMN[,FIELD=COLUMN...].")] = None,
+    template: Annotated[str | None, typer.Option(
+        "--template", help="Item text from the item file's fields, e.g. '{name}. {description}'.")
+    ] = None,
 ) -> None:
     """Train a new artifact on the base artifact's data plus every logged interaction and item."""
-    from explorec.cli.common import console, fail, out
+    from explorec.cli.common import console, fail, out, parse_mapping
     from explorec.errors import ExploRecError
     from explorec.serve.artifact import load_service_artifact, retrain_from_log
     from explorec.serve.stores import open_store
 
     try:
+        if output.exists() and not output.is_dir():
+            raise typer.BadParameter(f"--output {output} is a file; give a directory")
+        catalog = None
+        if items is not None:
+            from explorec.data import load_catalog
+
+            catalog = load_catalog(items, columns=parse_mapping(item_columns, "--item-columns"),
+                                   template=template)
+        elif item_columns or template:
+            raise typer.BadParameter("--item-columns and --template need --items FILE")
         _existing_store(from_log, "--from-log")
         st = open_store(from_log)
         try:
@@ -153,6 +171,7 @@ def retrain(
             if not base:
                 raise ExploRecError("no --artifact given and the store does not name one")
             path = retrain_from_log(st, output, base=base, model=model, policy=policy,
+                                    catalog=catalog,
                                     model_params=_kv(param, "--param") if param else None,
                                     policy_params=_kv(policy_param, "--policy-param") if policy_param
                                     else None, replay=replay, progress=lambda m: console.print(m))

@@ -128,8 +128,20 @@ def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds
     if ds.interactions.rating is None:
         raise ValueError(f"--dataset {data.dataset!r} has no ratings; the simulator derives click "
                          "probabilities from ratings (map a rating column with --columns)")
-    with stage(f"encode {ds.interactions.n_items:,} item texts with {encoder}"):
-        vectors = encode_items(ds.interactions.items, ds.catalog, enc)
+    from explorec.explore import policy_class
+    from explorec.models.registry import model_class
+
+    text_models = {"content", "two-tower", "hybrid"}
+    needs_text = model in text_models or any(
+        getattr(policy_class(n), "needs_item_text", False) for n in names)
+    if ds.catalog is None and not needs_text:
+        import numpy as np
+
+        model_class(model)
+        vectors = np.zeros((ds.interactions.n_items, 1))  # no policy here reads item text
+    else:
+        with stage(f"encode {ds.interactions.n_items:,} item texts with {encoder}"):
+            vectors = encode_items(ds.interactions.items, ds.catalog, enc)
     from explorec.simulate import simulate
 
     with progress() as p:

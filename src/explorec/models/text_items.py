@@ -62,6 +62,16 @@ class TextItemsMixin:
         if len(item_ids) != len(texts):
             raise ExploRecError(f"{len(item_ids)} item ids but {len(texts)} texts")
         ids = [str(i) for i in item_ids]
+        seen: set[str] = set()
+        for n, (i, t) in enumerate(zip(ids, texts, strict=True)):
+            if item_ids[n] is None or not i.strip():
+                raise ExploRecError(f"item_ids[{n}]: empty or missing item id")
+            if i in seen:
+                raise ExploRecError(f"item_ids[{n}]: item {i!r} appears twice in one call")
+            seen.add(i)
+            if t is None or not isinstance(t, str) or not t.strip():
+                raise ExploRecError(f"texts[{n}] (item {i!r}): empty or missing text; an item "
+                                    "added by text needs some text to be ranked by")
         lm = self.encode_texts(texts)
         existing = self.items_.ids.get_indexer(ids)
         new_ids = [i for i, e in zip(ids, existing, strict=True) if e < 0]

@@ -360,7 +360,8 @@ def log_interactions(store: Store, base: ServiceArtifact) -> tuple[pd.DataFrame,
 
 
 def retrain_from_log(store: Store, output: str | Path, *, base: str | Path, model: str | None = None,
-                     policy: str | None = None, model_params: dict[str, Any] | None = None,
+                     policy: str | None = None, catalog: ItemCatalog | None = None,
+                     model_params: dict[str, Any] | None = None,
                      policy_params: dict[str, Any] | None = None, replay: bool = True,
                      progress: Callable[[str], None] | None = None) -> Path:
     """A new artifact trained on the base artifact's data plus every interaction in the store.
@@ -373,12 +374,21 @@ def retrain_from_log(store: Store, output: str | Path, *, base: str | Path, mode
 
     b = load_service_artifact(base)
     df, ids, texts = log_interactions(store, b)
+    if catalog is not None:  # an item file's texts replace the base's for the items it lists
+        listed = IdMap.from_values(ids).ids.isin(catalog.frame.index)
+        if not listed.any():
+            raise ExploRecError(f"the item file {catalog.source} lists none of the artifact's "
+                                f"{len(ids):,} items")
+        new = catalog.texts(IdMap.from_values([i for i, ok in zip(ids, listed, strict=True) if ok]))
+        it = iter(new)
+        texts = [next(it) if ok else t for t, ok in zip(texts, listed, strict=True)]
     if df.empty:
         raise ExploRecError("no interactions to train on (base artifact and log are empty)")
     inter = Interactions.from_frame(df, rating_col=None, timestamp_col="timestamp",
                                     duplicates="first", items=IdMap.from_values(ids),
                                     source=f"{b.path} + {store.describe()}")
     catalog = ItemCatalog.from_frame(pd.DataFrame({"item": ids, "text": texts}), source="service log")
+    catalog = catalog.with_template("{text}")
     mname = model or str(b.manifest["model"])
     mparams = model_params if model_params is not None else (
         dict(b.manifest.get("model_params", {})) if mname == b.manifest["model"] else {})

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from explorec.data.interactions import Interactions
@@ -172,17 +173,29 @@ def build_environment(dataset: Any, *, item_vectors: np.ndarray, seed: int = 202
 
 
 def _user_features(dataset: Any, inter: Interactions) -> np.ndarray:
-    """[is_female, standardised age] per internal user; zeros when the dataset has no users table."""
+    """User features from the dataset's user table, centred: MovieLens' ``gender`` (is female)
+    and standardised ``age`` when present, else its numeric columns standardised (up to 8);
+    two zero columns when there is no user table."""
     users = getattr(dataset, "users", None)
-    out = np.zeros((inter.n_users, 2))
     if users is None:
-        return out
+        return np.zeros((inter.n_users, 2))
     frame = users.frame.reindex(inter.users.to_external(np.arange(inter.n_users)).astype(str))
-    if "gender" in frame:
-        out[:, 0] = (frame["gender"].astype(str).str.upper() == "F").to_numpy(float)
-    if "age" in frame:
-        age = frame["age"].astype(float).to_numpy()
-        age = np.where(np.isnan(age), np.nanmean(age), age)
-        out[:, 1] = (age - age.mean()) / (age.std() + 1e-12)
-    out[:, 0] -= out[:, 0].mean()
-    return out
+    cols: list[np.ndarray] = []
+    if "gender" in frame or "age" in frame:
+        g = (frame["gender"].astype(str).str.upper() == "F").to_numpy(float) if "gender" in frame \
+            else np.zeros(len(frame))
+        cols.append(g - g.mean())
+        cols.append(_standardised(frame["age"]) if "age" in frame else np.zeros(len(frame)))
+    else:
+        numeric = [c for c in frame.columns
+                   if pd.to_numeric(frame[c], errors="coerce").notna().mean() > 0.9][:8]
+        cols += [_standardised(frame[c]) for c in numeric]
+    if not cols:
+        return np.zeros((inter.n_users, 2))
+    return np.column_stack(cols)
+
+
+def _standardised(col: Any) -> np.ndarray:
+    v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    v = np.where(np.isnan(v), np.nanmean(v) if np.isfinite(v).any() else 0.0, v)
+    return (v - v.mean()) / (v.std() + 1e-12)
