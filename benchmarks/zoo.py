@@ -12,8 +12,10 @@ Writes ``ml-100k.md`` and ``ml-100k.json``:
 3. the next-item models on leave-last-out (HR@10, NDCG@10, full ranking) with popularity and
    EASE as references.
 
-Exits with status 1 when a model misses its floor on seed 2020 (RecBole's NDCG@10 minus 0.01;
-iALS and CFGAN at least 0.28; SASRec above GRU4Rec and popularity on leave-last-out).
+Exits with status 1 when a model misses its floor on the mean over the seeds (RecBole's
+NDCG@10 minus 0.01; iALS and CFGAN at least 0.28; SASRec above GRU4Rec and popularity on
+leave-last-out). RecBole's figure is one split of its own; our split alone moves NDCG@10 by
+about ±0.007 (EASE, seeds 2020-2025), so a floor is checked on the mean, not on one seed.
 """
 
 from __future__ import annotations
@@ -278,20 +280,21 @@ def summarise(rows: dict[str, list[dict[str, Any]]], keys: list[str]) -> dict[st
 
 
 def check_floors(ratio: dict[str, Any], loo: dict[str, Any]) -> list[str]:
+    """Floors on the mean NDCG@10 over the seeds."""
     failures = []
     for label, floor in floors().items():
         e = ratio.get(label)
-        if e is None or e["seed_2020"] is None:
+        if e is None or "ndcg@10" not in e:
             continue
-        got = e["seed_2020"]["ndcg@10"]
+        got = e["ndcg@10"]["mean"]
         if got < floor:
-            failures.append(f"{label}: NDCG@10 {got:.4f} < floor {floor:.4f} (seed 2020)")
-    if all(k in loo and loo[k]["seed_2020"] for k in ("sasrec", "gru4rec", "pop")):
-        s = loo["sasrec"]["seed_2020"]["ndcg@10"]
+            failures.append(f"{label}: mean NDCG@10 {got:.4f} < floor {floor:.4f}")
+    if all(k in loo and "ndcg@10" in loo[k] for k in ("sasrec", "gru4rec", "pop")):
+        s = loo["sasrec"]["ndcg@10"]["mean"]
         for other in ("gru4rec", "pop"):
-            o = loo[other]["seed_2020"]["ndcg@10"]
+            o = loo[other]["ndcg@10"]["mean"]
             if not s > o:
-                failures.append(f"sasrec: loo NDCG@10 {s:.4f} not above {other}'s {o:.4f}")
+                failures.append(f"sasrec: mean loo NDCG@10 {s:.4f} not above {other}'s {o:.4f}")
     return failures
 
 
@@ -310,7 +313,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Model zoo on ML-100K",
         "",
-        f"Seeds {report['seeds']} (mean ± std over seeds; the floors are checked on 2020). "
+        f"Seeds {report['seeds']} (mean ± std over seeds; the floors are checked on the mean). "
         f"Machine: {env['platform']}, {env['cpu_count']} cores (shared with other jobs), Python "
         f"{env['python']}, torch {report['torch']}, one torch thread, BLAS threads "
         f"{report.get('blas_threads', 'default')}, CPU. Command: "

@@ -112,8 +112,9 @@ def test_split_export(tmp_path: Path, ml100k):
         "--output", str(tmp_path))
     for part in ("train", "valid", "test"):
         assert (tmp_path / f"{part}.csv").exists()
-        assert (tmp_path / f"ml-100k.{part}.inter").exists()
-    header = (tmp_path / "ml-100k.train.inter").read_text().splitlines()[0]
+        # a neutral name: RecBole 1.2.1 ignores data_path for a dataset named ml-100k
+        assert (tmp_path / f"ml-100k-ratio-2020.{part}.inter").exists()
+    header = (tmp_path / "ml-100k-ratio-2020.train.inter").read_text().splitlines()[0]
     assert header == "user_id:token\titem_id:token\trating:float\ttimestamp:float"
     meta = json.loads((tmp_path / "split.json").read_text())
     assert meta["seed"] == 2020 and meta["train"] == 80808

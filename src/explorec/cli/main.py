@@ -174,6 +174,10 @@ def split_export(
     split: SplitOpt = "ratio",
     seed: SeedOpt = 2020,
     cold_fraction: ColdOpt = 0.2,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Dataset name of the RecBole files (default DATASET-SPLIT-SEED, e.g. "
+        "ml-100k-ratio-2020: RecBole 1.2.1 ignores data_path for a dataset named ml-100k).")
+    ] = None,
 ) -> None:
     """Write train/valid/test as CSV and as RecBole atomic files (NAME.train.inter, ...)."""
     from explorec.data.export import export_split
@@ -183,7 +187,7 @@ def split_export(
             raise typer.BadParameter(f"--output {output} is a file; give a directory")
         ds = data.load()
         sp = _make_split(ds, split, seed, cold_fraction)
-        files = export_split(sp, output, name=ds.name)
+        files = export_split(sp, output, name=name or f"{ds.name}-{split}-{seed}")
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
     for f in files:
