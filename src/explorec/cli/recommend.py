@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import typer
 
 from explorec.cli.common import DataInputs, check_models_params, console, note, parse_list, stage
 from explorec.errors import DataError, ExploRecError
+from explorec.ranking import ShortListWarning, top_items
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl"}
 
@@ -84,7 +86,6 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
                   with_item_columns: list[str]) -> None:
     from explorec.evaluate.protocol import part_matrices
     from explorec.models.registry import create_model, model_class
-    from explorec.ranking import top_items
 
     fmt = output_format(output)
     if artifact is not None:
@@ -116,7 +117,6 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
             catalog = load_catalog(data.items, columns=parse_mapping(data.item_columns,
                                                                      "--item-columns"))
         default_users = np.arange(m.n_users)
-        tie_seed = seed
     else:
         ds = data.load()
         columns = dict(ds.columns)
@@ -138,7 +138,6 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
                 m.fit(ds.interactions, catalog=catalog)
             seen = m.user_items_
             default_users = ds.interactions.active_users
-        tie_seed = seed
     if with_item_columns:
         if catalog is None:
             raise typer.BadParameter("--with-item-columns needs item fields: pass --items FILE")
@@ -153,46 +152,39 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
         idx = users_map.ids.get_indexer(wanted)
         known = idx[idx >= 0].astype(np.int64)
         unknown = [u for u, i in zip(wanted, idx, strict=True) if i < 0]
-    seen = sp.csr_matrix(seen)
-
-    parts_items, parts_scores = [], []
-    with stage(f"rank {k} items for {len(known):,} users"):
-        for s in range(0, len(known), 1024):
-            b = known[s:s + 1024]
-            top, vals = top_items(m.score(b), k, rows=b, exclude=seen[b], candidates=candidates,
-                                  seed=tie_seed, warn=False)
-            pad = k - top.shape[1]
-            if pad > 0:
-                top = np.hstack([top, np.full((len(b), pad), -1)])
-                vals = np.hstack([vals, np.full((len(b), pad), -np.inf)])
-            parts_items.append(top[:, :k])
-            parts_scores.append(vals[:, :k])
-    items = np.vstack(parts_items) if parts_items else np.zeros((0, k), np.int64)
-    scores = np.vstack(parts_scores) if parts_scores else np.zeros((0, k))
-    ext_users = list(users_map.to_external(known))
-    if unknown:
-        cold_items, cold_scores = _cold_start(m, k, candidates)
-        items = np.vstack([items, np.tile(cold_items, (len(unknown), 1))])
-        scores = np.vstack([scores, np.tile(cold_scores, (len(unknown), 1))])
-        ext_users += unknown
+    with stage(f"rank {k} items for {len(known):,} users"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShortListWarning)  # said once below, as a note
+        items, scores = m.recommend(known, k, exclude=sp.csr_matrix(seen), candidates=candidates,
+                                    seed=seed)
+    users_col = np.repeat(np.asarray(users_map.to_external(known), dtype=object), items.shape[1])
+    items_flat, scores_flat = items.ravel(), scores.ravel()
+    ranks = np.tile(np.arange(1, items.shape[1] + 1), len(known))
+    if unknown:  # users the model never saw: the popularity fallback
+        cold, cold_scores = top_items(m.item_popularity()[None, :], k, candidates=candidates,
+                                      warn=False)
+        users_col = np.concatenate([users_col, np.repeat(np.asarray(unknown, dtype=object),
+                                                         cold.shape[1])])
+        items_flat = np.concatenate([items_flat, np.tile(cold[0], len(unknown))])
+        scores_flat = np.concatenate([scores_flat, np.tile(cold_scores[0], len(unknown))])
+        ranks = np.concatenate([ranks, np.tile(np.arange(1, cold.shape[1] + 1), len(unknown))])
         shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         note(f"{len(unknown):,} of the requested users are not in the training data ({shown}); "
              "they get the most popular items")
-    valid = items >= 0
-    n_short = int((valid.sum(axis=1) < k).sum())
+    n_short = int(((items >= 0).sum(axis=1) < k).sum())
     if n_short:
         note(f"{n_short:,} users have fewer than k={k} items they have not seen; their lists "
              "are shorter")
-    rows, ranks = np.nonzero(valid)
+    valid = items_flat >= 0
     frame = pd.DataFrame({
-        columns["user"]: np.asarray(ext_users, dtype=object)[rows],
-        "rank": ranks + 1,
-        columns["item"]: items_map.to_external(items[rows, ranks]),
-        "score": scores[rows, ranks],
+        columns["user"]: users_col[valid],
+        "rank": ranks[valid],
+        columns["item"]: items_map.to_external(items_flat[valid]),
+        "score": scores_flat[valid],
     })
     if explain:
-        because = _because(m, known, items, len(unknown), items_map)
-        frame["because"] = [because[r][c] for r, c in zip(rows, ranks, strict=True)]
+        because = _because(m, known, items, items_map)
+        because += [[] for _ in range(len(valid) - len(because))]  # new users: no history
+        frame["because"] = [b for b, ok in zip(because, valid, strict=True) if ok]
     if with_item_columns:
         assert catalog is not None
         cells = catalog.frame.reindex(frame[columns["item"]].to_numpy())
@@ -203,32 +195,17 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
     if save_model is not None:
         m.save(save_model)
         console.print(f"saved model to {save_model}")
-    console.print(f"wrote {len(frame):,} rows for {len(ext_users):,} users to {output} ({fmt})")
+    console.print(f"wrote {len(frame):,} rows for {len(known) + len(unknown):,} users to {output} "
+                  f"({fmt})")
 
 
-def _cold_start(m: Any, k: int, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The list for a user the model never saw: the popularity fallback."""
-    from explorec.ranking import top_items
-
-    pop = m.item_popularity()[None, :]
-    top, vals = top_items(pop, k, rows=np.array([-1]), candidates=candidates, warn=False)
-    pad = k - top.shape[1]
-    if pad > 0:
-        top = np.hstack([top, np.full((1, pad), -1)])
-        vals = np.hstack([vals, np.full((1, pad), -np.inf)])
-    return top[0, :k], vals[0, :k]
-
-
-def _because(m: Any, known: np.ndarray, items: np.ndarray, n_unknown: int, items_map: Any
-             ) -> list[list[list[dict[str, Any]]]]:
-    """Per user and rank: the history items behind the recommendation, as {item, weight}."""
-    out: list[list[list[dict[str, Any]]]] = []
+def _because(m: Any, known: np.ndarray, items: np.ndarray, items_map: Any
+             ) -> list[list[dict[str, Any]]]:
+    """Per (user, rank), flattened: the history items behind the item, as {item, weight}."""
     try:
-        per_user = m.explain(known, np.where(items[:len(known)] >= 0, items[:len(known)], 0), top=3)
-    except ExploRecError:
-        per_user = [[[] for _ in row] for row in items[:len(known)]]
-    for pairs_row in per_user:
-        out.append([[{"item": str(items_map.to_external([h])[0]), "weight": round(w, 6)}
-                     for h, w in pairs] for pairs in pairs_row])
-    out += [[[] for _ in range(items.shape[1])] for _ in range(n_unknown)]
-    return out
+        per_user = m.explain(known, np.where(items >= 0, items, 0), top=3)
+    except ExploRecError:  # a model that cannot explain: empty lists
+        per_user = [[[] for _ in row] for row in items]
+    ext = items_map.ids
+    return [[{"item": str(ext[h]), "weight": round(w, 6)} for h, w in pairs]
+            for row in per_user for pairs in row]

@@ -19,7 +19,7 @@ from explorec.data.interactions import IdMap, Interactions
 from explorec.data.splits import Split
 from explorec.errors import ArtifactError, ExploRecError
 from explorec.models.params import validate_params
-from explorec.ranking import ShortListWarning, check_k, top_items
+from explorec.ranking import DEFAULT_SEED, ShortListWarning, check_k, top_items
 
 
 class NotFittedError(ExploRecError):
@@ -232,22 +232,29 @@ class BaseRecommender(ABC):
 
     # ------------------------------------------------------------- top-K
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
-                  batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int = 2048, *, exclude: sp.csr_matrix | None = None,
+                  candidates: np.ndarray | None = None, seed: int = DEFAULT_SEED
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items and scores per user, best first; training items excluded by default.
 
-        ``users``: (n,) internal user ids. Returns ``(items, scores)``, both (n, w) with
+        ``users``: (n,) internal user ids. ``exclude``: a (n_users, n_items) matrix of items
+        never to return (default: the training matrix when ``exclude_seen``); ``candidates``:
+        the only items that may be returned. Returns ``(items, scores)``, both (n, w) with
         ``w = min(k, most eligible items of any user)``: a user with fewer than ``k`` items
         left has a shorter list, padded at the end with item ``-1`` and score ``-inf`` (a
         :class:`~explorec.ranking.ShortListWarning` says how many users). Ties are ordered by
-        :func:`explorec.ranking.topk`'s seeded tie keys, never by item id.
+        :func:`explorec.ranking.topk`'s seeded tie keys (``seed``), never by item id.
         """
         k = check_k(k)
         X = self._check_fitted()
+        if exclude is None and exclude_seen:
+            exclude = X
         users = np.asarray(users, dtype=np.int64)
         parts = []
         for s in range(0, len(users), batch_size):
             b = users[s:s + batch_size]
-            parts.append(top_items(self.score(b), k, rows=b, exclude=X[b] if exclude_seen else None,
+            parts.append(top_items(self.score(b), k, rows=b, candidates=candidates, seed=seed,
+                                   exclude=exclude[b] if exclude is not None else None,
                                    warn=False))
         return _stack_lists(parts, k, len(users))
 
