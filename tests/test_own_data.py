@@ -96,8 +96,10 @@ def test_recommend_to_parquet_with_the_inputs_column_names(own, tmp_path):
 
 def test_train_serve_rank_from_flags_and_config(own, tmp_path):
     art = tmp_path / "artifact"
-    run("train", *_flags(own), "--model", "ease", "--policy", "linucb", "--output", str(art))
-    run("train", "--config", str(own / "run.yaml"))
+    # TF-IDF item vectors keep the test fast; the config's own encoder is MiniLM (the default)
+    run("train", *_flags(own), "--model", "ease", "--policy", "linucb", "--encoder", "tfidf",
+        "--output", str(art))
+    run("train", "--config", str(own / "run.yaml"), "--encoder", "tfidf")
     products = set(pd.read_csv(own / "items.csv", dtype=str)["sku"])
     rated = set(pd.read_csv(own / "ratings.csv", dtype=str).query("customer == '196'")["product"])
     for a in (art, own / "out" / "artifact"):

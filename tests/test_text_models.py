@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -264,7 +265,8 @@ def test_explain(key, fitted, data):
         assert h == int(hist[np.argmax(terms)]) and w == pytest.approx(float(terms.max()), rel=1e-6)
 
 
-def test_cli_recommend_explain(_env, ml100k_ratio_split, tmp_path):
+def test_cli_recommend_explain(_env, ml100k, tmp_path):
+    """Without --split, recommend fits on all the data; ``because`` is JSON: [{item, weight}]."""
     out = tmp_path / "recs.csv"
     env = {**os.environ, "EXPLOREC_HOME": _env}
     proc = subprocess.run([sys.executable, "-m", "explorec.cli.main", "recommend", "--model", "ease",
@@ -273,17 +275,17 @@ def test_cli_recommend_explain(_env, ml100k_ratio_split, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
-    train = ml100k_ratio_split.train
-    u = train.users.to_internal(["196"])[0]
-    hist = set(train.items.to_external(train.matrix()[u].indices))
+    inter = ml100k.interactions
+    u = inter.users.to_internal(["196"])[0]
+    hist = set(inter.items.to_external(inter.matrix()[u].indices))
     n_pairs = 0
     for r in rows:
         assert r["user"] == "196" and r["item"] not in hist
-        pairs = [p.split(":") for p in r["because"].split(";") if p]
+        pairs = json.loads(r["because"])
         assert 1 <= len(pairs) <= 3
-        weights = [float(w) for _, w in pairs]
+        weights = [p["weight"] for p in pairs]
         assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)
-        assert all(h in hist for h, _ in pairs), (pairs, r)
+        assert all(p["item"] in hist for p in pairs), (pairs, r)
         n_pairs += len(pairs)
     assert n_pairs >= 3
 

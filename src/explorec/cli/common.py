@@ -307,8 +307,9 @@ DATA_FIELDS = ("dataset", "columns", "duplicates", "min_rating", "k_core", "max_
 
 def data_command(users_help: str = "User file (CSV/TSV/Parquet/RecBole .user): ids plus user "
                  "features.") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the data options and ``--config``; it receives them as ``data``
-    (a :class:`DataInputs`) and the config path as ``config``."""
+    """Give a command the data options and ``--config``; it receives the data options as
+    ``data`` (a :class:`DataInputs`); ``--config`` has done its work (option defaults) by the
+    time the command runs."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn, eval_str=True)
@@ -321,10 +322,7 @@ def data_command(users_help: str = "User file (CSV/TSV/Parquet/RecBole .user): i
         def wrapper(**kwargs: Any) -> Any:
             data = DataInputs(**{f: kwargs[f] if f in own_names else kwargs.pop(f)
                                  for f in DATA_FIELDS if f in kwargs})
-            config = kwargs.pop("config", None)
-            takes = inspect.signature(fn).parameters
-            if "config" in takes:
-                kwargs["config"] = config
+            kwargs.pop("config", None)
             return fn(data=data, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
