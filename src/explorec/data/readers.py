@@ -238,18 +238,7 @@ def load_catalog(path: str | Path, *, item_col: str = "item", sep: str | None = 
         item_col = "item_id"
     else:
         df = read_table(path, sep=sep)
-    mapping = dict(columns or {})
-    item_col = mapping.pop("item", item_col)
-    if item_col not in df.columns:
-        raise DataError(f"missing item id column; found columns {list(map(str, df.columns))} "
-                        "(map it with --item-columns item=NAME)", source=path, column=item_col)
-    if mapping:
-        absent = [c for c in mapping.values() if c not in df.columns]
-        if absent:
-            raise DataError(f"missing column; found columns {list(map(str, df.columns))}",
-                            source=path, column=absent[0])
-        df = df[[item_col, *mapping.values()]].set_axis(
-            [item_col, *mapping.keys()], axis=1)
+    df, item_col = _select_columns(df, columns, "item", item_col, path)
     catalog = ItemCatalog.from_frame(df, item_col=item_col, source=str(path),
                                      max_id_length=max_id_length)
     return catalog.with_template(template) if template else catalog
@@ -266,19 +255,28 @@ def load_user_table(path: str | Path, *, user_col: str = "user",
         user_col = "user_id"
     else:
         df = read_table(path)
+    df, user_col = _select_columns(df, columns, "user", user_col, path)
+    return UserTable.from_frame(df, user_col=user_col, source=str(path),
+                                max_id_length=max_id_length)
+
+
+def _select_columns(df: pd.DataFrame, columns: Mapping[str, str] | None, role: str,
+                    id_col: str, path: Path) -> tuple[pd.DataFrame, str]:
+    """Apply an id + fields mapping (``{role: ID_COLUMN, field: COLUMN, ...}``) to a side
+    table: the id column it names, and only the fields it names (renamed) when it names any."""
     mapping = dict(columns or {})
-    user_col = mapping.pop("user", user_col)
-    if user_col not in df.columns:
-        raise DataError(f"missing user id column; found columns {list(map(str, df.columns))} "
-                        "(map it with --user-columns user=NAME)", source=path, column=user_col)
+    id_col = mapping.pop(role, id_col)
+    found = list(map(str, df.columns))
+    if id_col not in df.columns:
+        raise DataError(f"missing {role} id column; found columns {found} (map it with "
+                        f"--{role}-columns {role}=NAME)", source=path, column=id_col)
     if mapping:
         absent = [c for c in mapping.values() if c not in df.columns]
         if absent:
-            raise DataError(f"missing column; found columns {list(map(str, df.columns))}",
-                            source=path, column=absent[0])
-        df = df[[user_col, *mapping.values()]].set_axis([user_col, *mapping.keys()], axis=1)
-    return UserTable.from_frame(df, user_col=user_col, source=str(path),
-                                max_id_length=max_id_length)
+            raise DataError(f"missing column; found columns {found}", source=path,
+                            column=absent[0])
+        df = df[[id_col, *mapping.values()]].set_axis([id_col, *mapping.keys()], axis=1)
+    return df, id_col
 
 
 def write_atomic(df: pd.DataFrame, types: Mapping[str, str], path: str | Path) -> None:
