@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def cli(*args: str, code: int = 2) -> str:
     assert res.exit_code == code, res.output
     if code == 2:
         assert "Traceback" not in res.output, res.output
-    return " ".join(res.output.split())  # rich wraps long lines
+    text = re.sub(r"[│╭╮╰╯─]", " ", res.output)  # rich draws error panels and wraps lines
+    return " ".join(text.split())
 
 
 def write(path: Path, text: str) -> Path:
@@ -310,3 +312,37 @@ def test_models_lists_every_default_and_explains_every_parameter():
     assert [n for n, m in listed.items() if not m["defaults"]] == ["pop"]
     one = cli("models", "itemknn", code=0)
     assert "user_weighting" in one and "neighbours kept per item" in one
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path, small_csv):
+    cfg = write(tmp_path / "run.yaml", f"dataset: {small_csv}\nmodles: [pop]\n")
+    out = cli("evaluate", "--config", str(cfg))
+    assert "run.yaml" in out and "'modles'" in out and "models" in out
+    bad = write(tmp_path / "bad.yaml", "dataset: [unclosed\n")
+    assert "not valid YAML" in cli("evaluate", "--config", str(bad))
+    assert "file not found" in cli("evaluate", "--config", str(tmp_path / "none.yaml"))
+
+
+def test_config_sections_and_flags_override_the_file(tmp_path, small_csv):
+    cfg = write(tmp_path / "run.yaml", f"""\
+dataset: {small_csv}
+columns: {{user: cust, item: prod, rating: stars, timestamp: when}}
+k: [5, 10]
+evaluate:
+  models: {{pop: {{}}, ease: {{reg: 100}}}}
+  json: out/e.json
+recommend:
+  model: pop
+  output: out/r.csv
+""")
+    cli("evaluate", "--config", str(cfg), code=0)
+    report = json.loads((tmp_path / "out" / "e.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["pop", "ease"]
+    assert report["results"][1]["params"] == {"reg": 100.0} and report["ks"] == [5, 10]
+    # a flag beats the file; recommend takes its section and the largest k of the list
+    cli("evaluate", "--config", str(cfg), "--models", "ease", "--k", "3", code=0)
+    report = json.loads((tmp_path / "out" / "e.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["ease"] and report["ks"] == [3]
+    cli("recommend", "--config", str(cfg), code=0)
+    recs = pd.read_csv(tmp_path / "out" / "r.csv")
+    assert list(recs.columns) == ["cust", "rank", "prod", "score"] and recs["rank"].max() == 10
