@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from explorec._hashing import hash64
 from explorec.errors import DataError
 
 
@@ -113,9 +114,11 @@ class Interactions:
         header is not counted).
 
         The result depends only on the rows' contents, not their order: ids are numbered in
-        :meth:`IdMap.sorted` order and, when there are timestamps, rows are stored by (user,
-        time, item). Without timestamps the file's row order is kept: it is the only record of
-        which interaction came first.
+        :meth:`IdMap.sorted` order and, when there are timestamps, rows are stored in
+        :meth:`time_order` (by user, then time; rows sharing a timestamp in a fixed
+        pseudo-random order, so that neither the file nor the item ids impose a sequence on
+        them). Without timestamps the file's row order is kept: it is the only record of which
+        interaction came first.
         """
         if duplicates not in DUPLICATE_RULES:
             raise ValueError(f"duplicates must be one of {'|'.join(DUPLICATE_RULES)}, "
@@ -194,7 +197,7 @@ class Interactions:
         rating = rating[keep] if rating is not None else None
         timestamp = timestamp[keep] if timestamp is not None else None
         if timestamp is not None:
-            keys = [item, timestamp, user]
+            keys = [tie_order(user, item), timestamp, user]
             if rating is not None:
                 keys.insert(0, rating)
             order = np.lexsort(tuple(keys))
@@ -233,6 +236,15 @@ class Interactions:
             m.sort_indices()
             self._cache[key] = m
         return self._cache[key]
+
+    def time_order(self) -> np.ndarray:
+        """Row indices by user, then time; rows of a user that share a timestamp in a fixed
+        pseudo-random order (:func:`tie_order`: a hash of user and item ids, so no order is
+        read into them). Without timestamps: by user, then row order."""
+        if self.timestamp is None:
+            return np.lexsort((np.arange(len(self)), self.user))
+        return np.lexsort((np.arange(len(self)), tie_order(self.user, self.item),
+                           self.timestamp, self.user))
 
     @cached_property
     def active_users(self) -> np.ndarray:
@@ -334,6 +346,15 @@ class Interactions:
 
 
 # ---------------------------------------------------------------------- validation
+_SEQUENCE_SALT = 0x5E9_0E0  # tie_order's seed: a fixed one, it is a canonical order
+
+
+def tie_order(user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """Keys that order interactions sharing a timestamp: a seeded hash of (user, item), the
+    same for a pair whatever the file's row order, unrelated to how ids sort."""
+    return hash64(user, item, _SEQUENCE_SALT)
+
+
 MAX_ID_LENGTH = 256
 """Default longest external id (characters); longer ids are refused with their file and row."""
 

@@ -191,9 +191,7 @@ def truncate_histories(split: Split, n_history: int, *, fraction: float = 0.2,
                                 replace=False))
     train = split.train
     is_new = np.isin(train.user, chosen)
-    order = (np.lexsort((train.item, train.timestamp)) if train.timestamp is not None
-             else np.arange(len(train)))
-    pos = _rank_within_user(train.user, order)
+    pos = _rank_within_user(train.user, train.time_order())
     keep = ~is_new | (pos < n_history)
     test = split.test.subset(np.isin(split.test.user, chosen))
     return Split(f"{split.name}+new-users-{n_history}", split.seed, train.subset(keep),

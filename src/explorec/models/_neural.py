@@ -279,12 +279,13 @@ class NegativeSampler:
 
 
 def time_ordered_matrix(train: Any, times: bool = False) -> sp.csr_matrix:
-    """Binary user x item CSR whose column order within each row follows time (row order when
-    there are no timestamps): row ``u``'s ``indices`` are the user's items, oldest first.
+    """Binary user x item CSR whose column order within each row follows time
+    (:meth:`Interactions.time_order`; row order when there are no timestamps): row ``u``'s
+    ``indices`` are the user's items, oldest first.
     With ``times`` the stored values are the timestamps (float64) instead of ones."""
     n = len(train)
     t = train.timestamp if train.timestamp is not None else np.arange(n, dtype=np.float64)
-    order = np.lexsort((np.arange(n), t, train.user))
+    order = train.time_order()
     user, item = train.user[order], train.item[order]
     indptr = np.r_[0, np.cumsum(np.bincount(user, minlength=train.n_users))]
     data = np.asarray(t, dtype=np.float64)[order] if times else np.ones(n, np.float32)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from explorec._hashing import hash_uniform
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models.base import BaseRecommender
-from explorec.ranking import hash_uniform
 
 
 def _hash_uniform(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:

@@ -153,7 +153,7 @@ def build_environment(dataset: Any, *, item_vectors: np.ndarray, seed: int = 202
     new_items = np.sort(rng.choice(n_items, round(new_item_fraction * n_items), replace=False))
     keep = ~np.isin(inter.user, new_users) & ~np.isin(inter.item, new_items)
     if inter.timestamp is not None and history_fraction > 0:
-        order = np.lexsort((inter.item, inter.timestamp, inter.user))
+        order = inter.time_order()
     else:
         order = np.lexsort((rng.random(len(inter)), inter.user))
     u_sorted = inter.user[order]
