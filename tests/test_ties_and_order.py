@@ -121,3 +121,20 @@ def test_ids_are_sorted_by_value():
     inter = Interactions.from_frame(df, rating_col=None, timestamp_col=None)
     assert inter.users.ids.tolist() == ["1", "2", "10"]  # numeric ids: numeric order
     assert inter.items.ids.tolist() == ["a", "b", "c"]
+
+
+def test_rows_sharing_a_timestamp_carry_no_order(ml100k):
+    """Half of ML-100K's consecutive ratings by a user share a timestamp. Their order must
+    not come from the file (row order) or the ids (item-id order taught GRU4Rec a spurious
+    "next id is larger" sequence): it is a fixed hash of (user, item)."""
+    inter = ml100k.interactions
+    order = inter.time_order()
+    u, t, i = inter.user[order], inter.timestamp[order], inter.item[order]
+    tied = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
+    assert tied.mean() > 0.3
+    increasing = (i[1:] > i[:-1])[tied].mean()
+    assert 0.45 < increasing < 0.55
+    # the same order from the rows in any order
+    shuffled = _shuffled(inter, 11)
+    o2 = shuffled.time_order()
+    np.testing.assert_array_equal(shuffled.item[o2], i)
