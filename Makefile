@@ -30,14 +30,14 @@ quickstart: $(STAMP)
 		--param hybrid.cf=slim --param hybrid.text=ials \
 		--json reports/quickstart/leaderboard.json --markdown reports/quickstart/leaderboard.md
 	$(BIN)/explorec evaluate --dataset ml-100k --split cold-items --seed 2020 \
-		--models random,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
+		--models random,pop,ease,content,two-tower --k 20 --metrics recall,ndcg,hit,itemcoverage \
 		--json reports/quickstart/cold_items.json --markdown reports/quickstart/cold_items.md
 	$(BIN)/explorec ope --dataset obd --campaign all --behavior random --evaluation bts \
 		--json reports/quickstart/ope_obd.json --markdown reports/quickstart/ope_obd.md
 	$(BIN)/explorec simulate --dataset ml-100k --policies greedy,egreedy,ts,lints --rounds 5000 \
 		--slate-size 5 --seeds 1 --seed 2020 --json reports/quickstart/simulation.json \
 		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
-	@echo "Reports in reports/quickstart/: leaderboard.md (warm; hybrid = SLIM blended with iALS, the best model), cold_items.md (new items, text only), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
+	@echo "Reports in reports/quickstart/: leaderboard.md (warm; hybrid = SLIM blended with iALS, the best model), cold_items.md (new items, text only; pop and ease show what no information scores), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
 
 test: $(STAMP) redis
 	$(BIN)/python -m pytest -q
