@@ -346,3 +346,19 @@ recommend:
     cli("recommend", "--config", str(cfg), code=0)
     recs = pd.read_csv(tmp_path / "out" / "r.csv")
     assert list(recs.columns) == ["cust", "rank", "prod", "score"] and recs["rank"].max() == 10
+
+
+def test_serve_that_fails_after_opening_the_store_removes_the_database(tmp_path):
+    """A valid manifest whose parts are broken: the store opens, the artifact fails, and the
+    database the failed start created is removed again (with its WAL files)."""
+    from explorec.data.synthetic import generate
+    from explorec.serve.artifact import train_artifact
+
+    art = tmp_path / "art"
+    train_artifact(art, dataset=generate(n_users=40, n_items=30, n_interactions=300, seed=1),
+                   model="pop", policy="greedy", encoder="tfidf", vector_dim=4)
+    vectors = next((art / "items").glob("vectors*.npy"))
+    vectors.write_bytes(vectors.read_bytes()[:-8] + b"\0" * 8)  # checksum no longer matches
+    out = cli("serve", "--artifact", str(art), "--store", f"sqlite:///{tmp_path / 'svc.db'}")
+    assert "checksum" in out
+    assert not list(tmp_path.glob("svc.db*"))
