@@ -168,5 +168,27 @@ def top_items(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     return top, vals
 
 
+def top_of_columns(scores: np.ndarray, cols: np.ndarray, k: int, *, rows: np.ndarray,
+                   seed: int = DEFAULT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_items` over a subset of each row's items: ``scores`` (n, w) for the item
+    ids ``cols`` ((w,) or (n, w)); ``-inf`` marks padding or an ineligible item.
+
+    Returns (item ids, scores), (n, min(k, w)), ``-1``/``-inf`` where a row has fewer finite
+    entries; the order (ties included) is the one :func:`top_items` gives over all items, so
+    a model that can name a superset of each row's top-k (for example every item scored
+    above the rest, with the whole tie group at the boundary) gets the same answer without
+    scoring the catalog.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    cols = np.asarray(cols, dtype=np.int64)
+    pos = topk(scores, k, rows=rows, cols=cols, seed=seed)
+    vals = np.take_along_axis(scores, pos, axis=1)
+    ids = np.take_along_axis(np.broadcast_to(cols, scores.shape), pos, axis=1)
+    ok = np.isfinite(vals)
+    width = int(ok.sum(axis=1).max()) if len(ok) else 0
+    ids, vals, ok = ids[:, :width], vals[:, :width], ok[:, :width]
+    return np.where(ok, ids, -1), np.where(ok, vals, -np.inf)
+
+
 class ShortListWarning(UserWarning):
     """Fewer than k items were eligible for some rows."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -294,6 +295,10 @@ def _data_parameters(users_help: str) -> list[inspect.Parameter]:
         p("user_columns", Annotated[str | None, typer.Option(
             "--user-columns", help="User file columns: user=ID_COLUMN[,FIELD=COLUMN...].",
             rich_help_panel="Data")], None),
+        p("memory_limit", Annotated[str | None, typer.Option(
+            "--memory-limit", help="Most memory a model may plan to use, e.g. 8GB or 512MiB "
+            "(default: what the machine has available; env EXPLOREC_MEMORY_LIMIT).",
+            rich_help_panel="Resources")], None),
         p("config", Annotated[Path | None, typer.Option(
             "--config", help="YAML file with any of this command's options (flags given on "
             "the command line override it).", is_eager=True, callback=_config_callback,
@@ -323,7 +328,11 @@ def data_command(users_help: str = "User file (CSV/TSV/Parquet/RecBole .user): i
             data = DataInputs(**{f: kwargs[f] if f in own_names else kwargs.pop(f)
                                  for f in DATA_FIELDS if f in kwargs})
             kwargs.pop("config", None)
-            return fn(data=data, **kwargs)
+            limit = kwargs.pop("memory_limit", None) if "memory_limit" not in own_names else None
+            if limit is None:
+                return fn(data=data, **kwargs)
+            with memory_limit_set(limit):
+                return fn(data=data, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
@@ -331,6 +340,29 @@ def data_command(users_help: str = "User file (CSV/TSV/Parquet/RecBole .user): i
         return wrapper
 
     return deco
+
+
+@contextmanager
+def memory_limit_set(value: str) -> Iterator[None]:
+    """``--memory-limit``: checked now, then the limit every fit in the command plans under."""
+    from explorec.errors import ExploRecError
+    from explorec.memory import ENV_LIMIT, parse_size
+
+    try:
+        parse_size(value, "--memory-limit")
+    except ExploRecError as e:
+        raise typer.BadParameter(str(e), param_hint="--memory-limit") from None
+    keys = (ENV_LIMIT, ENV_LIMIT + "_FROM")
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update({ENV_LIMIT: value, ENV_LIMIT + "_FROM": "--memory-limit"})
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 # ------------------------------------------------------------------ --config FILE

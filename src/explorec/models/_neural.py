@@ -16,7 +16,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.errors import ExploRecError
-from explorec.models.base import BaseRecommender
+from explorec.models.base import BaseRecommender, csr_bytes, score_block_bytes
+
+#: resident memory torch itself takes once imported (CPU build, measured ~0.3 GB)
+TORCH_BYTES = 400 * 2**20
+
+
+def training_copies(n_params: int) -> int:
+    """Bytes of ``n_params`` float32 weights with their gradient and two Adam moments."""
+    return 4 * 4 * int(n_params)
+
+
+def sampler_bytes(n_users: int, n_items: int, nnz: int, n_negatives: int) -> int:
+    """Positive keys, the optional flat table and one epoch of (user, pos, negatives)."""
+    table = n_users * n_items if n_users * n_items <= 50_000_000 else 0
+    return 8 * nnz * 2 + table + 8 * nnz * (2 + int(n_negatives)) * 2
 
 
 class TorchRecommender(BaseRecommender):
@@ -41,6 +55,10 @@ class TorchRecommender(BaseRecommender):
         super().__init__()
         self.net_: Any = None
         self.train_result_: Any = None
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """torch, the training matrix and its per-epoch arrays; subclasses add their weights."""
+        return TORCH_BYTES + 3 * csr_bytes(nnz, n_users, 8) + score_block_bytes(n_items)
 
     def _init_training(self, epochs: int, patience: int, lr: float, weight_decay: float,
                        batch_size: int, seed: int, device: str | None, progress: bool) -> None:

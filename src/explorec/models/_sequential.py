@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.errors import ExploRecError
-from explorec.models._neural import TorchRecommender, time_ordered_matrix
-from explorec.models.text_items import TextItemsMixin
+from explorec.models._neural import TorchRecommender, time_ordered_matrix, training_copies
+from explorec.models.text_items import ENCODER_BYTES, TextItemsMixin
 
 
 def training_windows(seq: sp.csr_matrix, max_len: int, values: np.ndarray | None = None
@@ -185,6 +185,18 @@ class SequentialRecommender(TextItemsMixin, TorchRecommender):
         self.seq_indptr_: np.ndarray | None = None
         self.seq_times_: np.ndarray | None = None
         self.item_text_vectors_: np.ndarray | None = None
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Item embeddings with Adam state, one batch's logits over the catalog (``ce``) or
+        over the sampled negatives, the sequences, and the encoder when items have text."""
+        width = n_items if self.loss == "ce" else int(self.n_negatives) + 1
+        text = ENCODER_BYTES + 2 * 4 * n_items * 384 if self.encoder else 0
+        return (super().fit_memory(n_users, n_items, nnz)
+                + training_copies((n_items + 1) * int(getattr(self, "dim", 64)))
+                + 3 * 4 * int(self.batch_size) * int(self.max_len) * width + 3 * 8 * nnz + text)
+
+    memory_alternative = ("use --param {name}.loss=sampled, or a smaller {name}.batch_size or "
+                          "{name}.max_len")
 
     # ------------------------------------------------------------------ item text
     def _text_module(self, dim: int) -> Any:

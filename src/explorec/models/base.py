@@ -18,8 +18,9 @@ from explorec.data.catalog import ItemCatalog
 from explorec.data.interactions import IdMap, Interactions
 from explorec.data.splits import Split
 from explorec.errors import ArtifactError, ExploRecError
+from explorec.memory import check_memory, format_bytes
 from explorec.models.params import validate_params
-from explorec.ranking import DEFAULT_SEED, ShortListWarning, check_k, top_items
+from explorec.ranking import DEFAULT_SEED, ShortListWarning, check_k, top_items, top_of_columns
 
 
 class NotFittedError(ExploRecError):
@@ -99,13 +100,17 @@ class BaseRecommender(ABC):
 
     # ------------------------------------------------------------- fitting
     def fit(self, train: Interactions, *, catalog: ItemCatalog | None = None,
-            split: Split | None = None) -> Self:
+            split: Split | None = None, memory_limit: str | int | None = None) -> Self:
         """Fit on the training interactions (implicit feedback: every row is a positive).
 
         ``catalog`` gives item text to the models that read it; ``split`` gives the models
-        that early-stop access to its validation part. Other models ignore both.
+        that early-stop access to its validation part. Other models ignore both. Before any
+        work, :meth:`fit_memory`'s estimate is checked against the memory this process may use
+        (capped by ``memory_limit``, e.g. ``"8GB"``, or ``EXPLOREC_MEMORY_LIMIT``): above it,
+        :class:`~explorec.memory.MemoryLimitError` says so in one line.
         """
         self.set_params(**validate_params(self.name, type(self), self.get_params()))
+        self.check_memory(train.n_users, train.n_items, len(train), limit=memory_limit)
         t0 = time.perf_counter()
         self.users_, self.items_ = train.users, train.items
         self.user_items_ = train.matrix()
@@ -116,6 +121,26 @@ class BaseRecommender(ABC):
             self._inputs = None
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    #: what to suggest when the fit does not fit in memory
+    memory_alternative: ClassVar[str] = ""
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Estimated peak bytes of ``fit`` beyond its input (subclasses give their own formula).
+
+        Default: a few copies of the training matrix and one block of dense scores.
+        """
+        return 4 * csr_bytes(nnz, n_users) + score_block_bytes(n_items)
+
+    def check_memory(self, n_users: int, n_items: int, nnz: int,
+                     limit: str | int | None = None) -> int:
+        """Raise :class:`~explorec.memory.MemoryLimitError` if the fit would not fit; returns
+        the estimate in bytes."""
+        need = int(self.fit_memory(n_users, n_items, nnz)) + FIT_OVERHEAD_BYTES
+        check_memory(f"{self.name} needs ~{format_bytes(need)} to fit {n_users:,} users x "
+                     f"{n_items:,} items ({nnz:,} interactions)", need,
+                     alternative=self.memory_alternative.format(name=self.name), limit=limit)
+        return need
 
     @abstractmethod
     def _fit(self, X: sp.csr_matrix) -> None:
@@ -251,12 +276,76 @@ class BaseRecommender(ABC):
             exclude = X
         users = np.asarray(users, dtype=np.int64)
         parts = []
-        for s in range(0, len(users), batch_size):
-            b = users[s:s + batch_size]
-            parts.append(top_items(self.score(b), k, rows=b, candidates=candidates, seed=seed,
-                                   exclude=exclude[b] if exclude is not None else None,
-                                   warn=False))
+        step = score_rows(X.shape[1], batch_size)
+        for s in range(0, len(users), step):
+            b = users[s:s + step]
+            ex = exclude[b] if exclude is not None else None
+            part = None if candidates is not None else self._recommend_sparse(b, k, ex, seed)
+            if part is None:
+                part = top_items(self.score(b), k, rows=b, candidates=candidates, seed=seed,
+                                 exclude=ex, warn=False)
+            parts.append(part)
         return _stack_lists(parts, k, len(users))
+
+    def _recommend_sparse(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                          seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-k without dense scores over the catalog, or None to score densely.
+
+        A model that can name, per user, a set of items that contains the top-k (with the
+        whole tie group at the boundary) overrides this and ranks only those with
+        :func:`explorec.ranking.top_of_columns`; the result must equal the dense path's.
+        The default serves models whose scores are sparse (:meth:`_sparse_scores`): a row
+        with at least ``k`` eligible positive scores is ranked over its non-zeros alone;
+        other rows (whose lists reach the items scored 0) are ranked densely.
+        """
+        S = self._sparse_scores(users)
+        if S is None:
+            return None
+        S = sp.csr_matrix(S, dtype=np.float64)
+        n, m = S.shape
+        if S.nnz > SPARSE_SCORES_DENSITY * n * m:  # dense enough: rank it as a dense block
+            return top_items(S.toarray(), k, rows=users, exclude=exclude, seed=seed, warn=False)
+        if exclude is not None and exclude.nnz:
+            ex = sp.csr_matrix(exclude, dtype=np.float64, copy=True)
+            ex.data[:] = -np.inf
+            S = sp.csr_matrix(S + ex)  # excluded items score -inf
+        S.data[~(S.data > 0)] = -np.inf  # only positive scores can outrank the zeros
+        rows = np.repeat(np.arange(n), np.diff(S.indptr))
+        n_pos = np.bincount(rows[np.isfinite(S.data)], minlength=n)
+        # rows whose top-k is among their positive scores; very long rows rank densely
+        sparse_ok = (n_pos >= k) & (np.diff(S.indptr) <= max(8 * k, m // 8))
+        sparse_rows = np.flatnonzero(sparse_ok)
+        width = int(np.diff(S.indptr)[sparse_rows].max()) if len(sparse_rows) else 0
+        if len(sparse_rows) < n // 2:
+            return None  # mostly rows that reach the zeros: one dense pass is cheaper
+        lengths = np.diff(S.indptr)
+        out_items = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), -np.inf)
+        if len(sparse_rows):
+            sub = S[sparse_rows]
+            r = np.repeat(np.arange(len(sparse_rows)), lengths[sparse_rows])
+            c = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths[sparse_rows])
+            vals = np.full((len(sparse_rows), width), -np.inf)
+            ids = np.zeros((len(sparse_rows), width), dtype=np.int64)
+            vals[r, c] = sub.data
+            ids[r, c] = sub.indices
+            top, v = top_of_columns(vals, ids, k, rows=users[sparse_rows], seed=seed)
+            out_items[sparse_rows, :top.shape[1]] = top
+            out_scores[sparse_rows, :top.shape[1]] = v
+        dense_rows = np.flatnonzero(~sparse_ok)
+        if len(dense_rows):
+            dense = np.asarray(self._sparse_scores(users[dense_rows]).toarray(), dtype=np.float64)
+            top, v = top_items(dense, k, rows=users[dense_rows], seed=seed, warn=False,
+                               exclude=exclude[dense_rows] if exclude is not None else None)
+            out_items[dense_rows, :top.shape[1]] = top
+            out_scores[dense_rows, :top.shape[1]] = v
+        keep = int((out_items >= 0).sum(axis=1).max()) if n else 0
+        return out_items[:, :keep], out_scores[:, :keep]
+
+    def _sparse_scores(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """Scores of ``users`` as a sparse matrix (absent = 0), for models whose scores are
+        sparse; None (the default) for the others."""
+        return None
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Most similar items per item (self excluded), from ``_item_similarity``.
@@ -320,6 +409,32 @@ class BaseRecommender(ABC):
             setattr(self, name, arrays[name])
 
 
+def csr_bytes(nnz: int, n_rows: int, value_bytes: int = 4) -> int:
+    """Bytes of a CSR matrix with 32-bit indices (64-bit past 2**31 non-zeros)."""
+    idx = 4 if nnz < 2**31 else 8
+    return nnz * (value_bytes + idx) + (n_rows + 1) * idx
+
+
+#: added to every model's estimate: modules a fit imports lazily, allocator slack
+FIT_OVERHEAD_BYTES = 64 * 2**20
+
+#: above this fraction of non-zero scores, sparse scores are ranked as a dense block
+SPARSE_SCORES_DENSITY = 0.2
+
+#: rows of dense scores ``recommend`` computes at once are sized to stay under this
+SCORE_BLOCK_BYTES = 256 * 2**20
+
+
+def score_rows(n_items: int, batch_size: int) -> int:
+    """Users per scoring block: ``batch_size``, fewer when a block would pass SCORE_BLOCK_BYTES."""
+    return max(1, min(int(batch_size), SCORE_BLOCK_BYTES // (24 * max(n_items, 1))))
+
+
+def score_block_bytes(n_items: int, batch_size: int = 2048) -> int:
+    """Bytes of one scoring block: float64 scores, tie keys and top-k temporaries."""
+    return 24 * score_rows(n_items, batch_size) * n_items
+
+
 def _stack_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int, n: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate per-batch top-k lists of possibly different widths (-1 / -inf padded)."""
@@ -361,6 +476,10 @@ class ItemToItemRecommender(BaseRecommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_items_ is not None
         return self._score_history(self.user_items_[users])
+
+    def _sparse_scores(self, users: np.ndarray) -> sp.csr_matrix:
+        assert self.user_items_ is not None
+        return sp.csr_matrix(self.user_items_[users] @ self._item_weights())
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return np.asarray((history @ self._item_weights()).toarray())

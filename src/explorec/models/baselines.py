@@ -7,7 +7,8 @@ import scipy.sparse as sp
 
 from explorec._hashing import hash_uniform
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models.base import BaseRecommender
+from explorec.models.base import BaseRecommender, csr_bytes
+from explorec.ranking import top_of_columns
 
 
 def _hash_uniform(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:
@@ -52,6 +53,10 @@ class PopularityRecommender(BaseRecommender):
     name = "pop"
     _state_names = ("item_counts_",)
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The training matrix and one count per item."""
+        return 2 * csr_bytes(nnz, n_users) + 16 * n_items
+
     def __init__(self) -> None:
         super().__init__()
         self.item_counts_: np.ndarray | None = None
@@ -65,6 +70,35 @@ class PopularityRecommender(BaseRecommender):
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._score(np.zeros(history.shape[0], dtype=np.int64))
+
+    def _recommend_sparse(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                          seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The global list minus each user's excluded items: only the items counted at least
+        as often as the ``k + most excluded``-th are ranked (with all the items tied with it),
+        which holds every user's top-k."""
+        assert self.item_counts_ is not None
+        counts = self.item_counts_
+        order = getattr(self, "_order_cache", None)
+        if order is None or len(order) != len(counts):
+            order = np.argsort(-counts, kind="stable")
+            self._order_cache = order
+        n_ex = np.diff(exclude.indptr) if exclude is not None else np.zeros(len(users), int)
+        need = k + (int(n_ex.max()) if len(n_ex) else 0)
+        if need >= len(counts):
+            return None
+        cut = counts[order[need - 1]]
+        width = int(np.searchsorted(-counts[order], -cut, side="right"))
+        if width * 4 > len(counts):  # the tie group is most of the catalog: score densely
+            return None
+        cand = order[:width]
+        scores = np.broadcast_to(counts[cand], (len(users), width)).copy()
+        if exclude is not None and exclude.nnz:
+            pos = np.full(len(counts), -1, dtype=np.int64)
+            pos[cand] = np.arange(width)
+            r = np.repeat(np.arange(len(users)), n_ex)
+            c = pos[exclude.indices]
+            scores[r[c >= 0], c[c >= 0]] = -np.inf
+        return top_of_columns(scores, cand, k, rows=users, seed=seed)
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self._score(items)

@@ -12,6 +12,8 @@ from explorec.models._neural import (
     add_user_item_embeddings,
     bpr_loss,
     embedding_penalty,
+    sampler_bytes,
+    training_copies,
 )
 
 
@@ -58,6 +60,12 @@ class BPR(PairwiseRecommender):
         self.reg = reg
         self.n_negatives = n_negatives
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Embeddings with gradients and Adam moments, and the negative sampler's arrays."""
+        return (super().fit_memory(n_users, n_items, nnz)
+                + training_copies((n_users + n_items) * int(self.factors))
+                + sampler_bytes(n_users, n_items, nnz, int(self.n_negatives)))
 
     def _build_net(self) -> Any:
         return _build(self.n_users, self.n_items, int(self.factors))

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from explorec.data.interactions import Interactions
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import TorchRecommender
+from explorec.models._neural import TorchRecommender, training_copies
 
 
 def _mlp(sizes: list[int], out_act: Any) -> Any:
@@ -90,6 +90,16 @@ class CFGAN(TorchRecommender):
         self.dropout = dropout
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
         self.discriminator_: Any = None
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The dense users x items training tensor, generator and discriminator weights with
+        Adam state, and a batch's activations."""
+        g = int(self.g_hidden[0]) + int(self.g_hidden[-1])
+        d = int(self.d_hidden[0])
+        return (super().fit_memory(n_users, n_items, nnz) + 5 * n_users * n_items
+                + training_copies(n_items * (g + 2 * d)) + 12 * 4 * int(self.batch_size) * n_items)
+
+    memory_alternative = "cfgan holds users x items densely; use ease, ials or bpr"
 
     def _build_net(self) -> Any:
         hidden = tuple(int(h) for h in self.g_hidden)

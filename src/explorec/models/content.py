@@ -9,8 +9,8 @@ import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
 from explorec.encoders.base import l2_normalise
-from explorec.models.base import BaseRecommender
-from explorec.models.text_items import TextItemsMixin
+from explorec.models.base import BaseRecommender, csr_bytes
+from explorec.models.text_items import ENCODER_BYTES, TextItemsMixin
 
 
 def interaction_weights(inputs, rating_weight: bool, recency_half_life: float  # type: ignore[no-untyped-def]
@@ -56,6 +56,12 @@ class ContentRecommender(TextItemsMixin, BaseRecommender):
     param_constraints: ClassVar[dict[str, Any]] = {"recency_half_life": ">= 0", "n_interests": ">= 1",
                                                    "interest_clusters": ">= 1"}
     _state_names = ("item_text_vectors_", "profiles_")
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The encoder and item vectors, and ``n_interests`` profile vectors per user."""
+        d = 384
+        return (ENCODER_BYTES + 3 * 4 * n_items * d + 2 * 4 * n_users * int(self.n_interests) * d
+                + 3 * csr_bytes(nnz, n_users, 8))
 
     def __init__(self, encoder: str = "minilm", template: str | None = None,
                  rating_weight: bool = True, recency_half_life: float = 0.0,

@@ -42,6 +42,14 @@ class GanAugmented(BaseRecommender):
         self.augmented_: sp.csr_matrix | None = None
         self.augment_info_: dict[str, Any] = {}
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """CFGAN's fit, then the base model's on the augmented interactions."""
+        from explorec.models.registry import create_model
+
+        cfgan = create_model("cfgan", **self.cfgan_params).fit_memory(n_users, n_items, nnz)
+        more = nnz + n_users * int(self.n_add)
+        return int(max(cfgan, self._base().fit_memory(n_users, n_items, more)) + 2 * 8 * more)
+
     def _base(self) -> Any:
         from explorec.models.registry import create_model
 

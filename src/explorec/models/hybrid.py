@@ -51,6 +51,11 @@ class HybridRecommender(BaseRecommender):
         self.weight_: float | None = None
         self.validation_: dict[str, float] = {}
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Both parts are fitted and kept: the sum of their estimates."""
+        cf, text = self._parts()
+        return int(cf.fit_memory(n_users, n_items, nnz) + text.fit_memory(n_users, n_items, nnz))
+
     def _parts(self) -> tuple[Any, Any]:
         from explorec.models.registry import create_model
 

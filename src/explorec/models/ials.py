@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models.base import BaseRecommender
+from explorec.models.base import BaseRecommender, csr_bytes
 
 _SOLVERS = ("cholesky", "cg", "implicit")
 _DENSE_CELLS = 4_000_000  # CG uses dense products below this many matrix cells
@@ -57,6 +57,21 @@ class IALS(BaseRecommender):
         "solver": ("cholesky", "cg", "implicit"), "cg_steps": ">= 1", "init_std": "> 0",
         "threads": ">= 0"}
     _state_names = ("user_factors_", "item_factors_")
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Both factor matrices with solver temporaries, and the matrix and its transpose
+        with confidences."""
+        f = int(self.factors)
+        common = 4 * 8 * (n_users + n_items) * f + 4 * csr_bytes(nnz, max(n_users, n_items), 8)
+        if self.solver == "cholesky":  # bounded blocks of f x f systems
+            return common + 6 * (64 << 20)
+        if self.solver == "implicit":
+            return common
+        # CG gathers the other side's factors at every interaction (three nnz x f arrays)
+        dense = 12 * n_users * n_items if n_users * n_items <= _DENSE_CELLS else 0
+        return common + 3 * 4 * nnz * f + 8 * nnz + dense
+
+    memory_alternative = "lower --param ials.factors"
 
     def __init__(self, factors: int = 64, alpha: float = 10.0, reg: float = 1.0,
                  reg_exponent: float = 0.0, iterations: int = 15, solver: str = "cg",
@@ -149,7 +164,9 @@ class IALS(BaseRecommender):
             raise ValueError("reg_exponent is not supported by solver='implicit'; use "
                              "solver='cholesky' or 'cg'")
         model = AlternatingLeastSquares(
-            factors=int(self.factors), regularization=float(self.reg), alpha=float(self.alpha),
+            # implicit's confidence of an interaction is its alpha; ours is 1 + alpha
+            factors=int(self.factors), regularization=float(self.reg),
+            alpha=1.0 + float(self.alpha),
             iterations=int(self.iterations), use_cg=True, calculate_training_loss=False,
             num_threads=int(self.threads), random_state=int(self.seed))
         model.cg_steps = int(self.cg_steps)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.models.base import BaseRecommender, ItemToItemRecommender, NotFittedError
+from explorec.models.base import BaseRecommender, ItemToItemRecommender, NotFittedError, csr_bytes
 
 
 def topk_cosine(M: sp.csr_matrix, k: int, shrink: float = 0.0, alpha: float = 0.5,
@@ -62,6 +62,14 @@ class ItemKNN(ItemToItemRecommender):
     param_constraints: ClassVar[dict[str, Any]] = {"alpha": "[0, 1]", "user_weighting": ("none", "iuf")}
     _state_names = ("similarity_",)
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """float64 copies of the matrix, one block of dense similarities (512 x items), and the
+        kept neighbours (three copies while the sparse result is assembled)."""
+        return 3 * csr_bytes(nnz, n_items, 8) + 8 * 8 * min(512, n_items) * n_items + 3 * 24 * min(
+            int(self.k), n_items) * n_items
+
+    memory_alternative = "lower --param itemknn.k"
+
     def __init__(self, k: int = 100, shrink: float = 0.0, alpha: float = 0.5,
                  user_weighting: str = "none") -> None:
         super().__init__()
@@ -105,6 +113,13 @@ class UserKNN(BaseRecommender):
     name = "userknn"
     _state_names = ("similarity_",)
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """As itemknn's, with users in place of items."""
+        return 3 * csr_bytes(nnz, n_users, 8) + 8 * 8 * min(512, n_users) * n_users + 3 * 24 * min(
+            int(self.k), n_users) * n_users
+
+    memory_alternative = "lower --param userknn.k, or use itemknn (items x items)"
+
     def __init__(self, k: int = 100, shrink: float = 0.0) -> None:
         super().__init__()
         self.k = k
@@ -115,5 +130,8 @@ class UserKNN(BaseRecommender):
         self.similarity_ = topk_cosine(X, self.k, self.shrink)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self._sparse_scores(users).toarray())
+
+    def _sparse_scores(self, users: np.ndarray) -> sp.csr_matrix:
         assert self.user_items_ is not None and self.similarity_ is not None
-        return np.asarray((self.similarity_[users] @ self.user_items_).toarray())
+        return sp.csr_matrix(self.similarity_[users] @ self.user_items_)

@@ -13,6 +13,8 @@ from explorec.models._neural import (
     add_user_item_embeddings,
     bpr_loss,
     embedding_penalty,
+    sampler_bytes,
+    training_copies,
 )
 
 
@@ -89,6 +91,15 @@ class LightGCN(PairwiseRecommender):
         self.reg = reg
         self.n_negatives = n_negatives
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Embeddings with Adam state, the normalised adjacency, every layer's propagated
+        embeddings kept for the backward pass, and the sampler's arrays."""
+        f = int(self.factors)
+        n = n_users + n_items
+        return (super().fit_memory(n_users, n_items, nnz) + training_copies(n * f)
+                + 2 * 2 * nnz * 20 + 3 * 4 * n * f * (int(self.layers) + 1)
+                + sampler_bytes(n_users, n_items, nnz, int(self.n_negatives)))
 
     def _build_net(self) -> Any:
         net = _build(self.n_users, self.n_items, int(self.factors), int(self.layers))

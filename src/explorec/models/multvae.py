@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import TorchRecommender
+from explorec.models._neural import TorchRecommender, training_copies
 
 
 def _build(n_items: int, hidden: int, latent: int, dropout: float) -> Any:
@@ -72,6 +72,15 @@ class MultVAE(TorchRecommender):
         self.anneal_cap = anneal_cap
         self.anneal_steps = anneal_steps
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The dense users x items training tensor, encoder/decoder weights with Adam state,
+        and a batch's activations."""
+        h = int(self.hidden)
+        return (super().fit_memory(n_users, n_items, nnz) + 5 * n_users * n_items
+                + training_copies(2 * n_items * h) + 8 * 4 * int(self.batch_size) * n_items)
+
+    memory_alternative = "multvae holds users x items densely; use ease, ials or bpr"
 
     def _build_net(self) -> Any:
         return _build(self.n_items, int(self.hidden), int(self.latent), float(self.dropout))

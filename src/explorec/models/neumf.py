@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from explorec.data.splits import DEFAULT_SEED
-from explorec.models._neural import PairwiseRecommender
+from explorec.models._neural import PairwiseRecommender, sampler_bytes, training_copies
 
 
 def _build(n_users: int, n_items: int, factors: int, layers: tuple[int, ...], dropout: float
@@ -79,6 +79,13 @@ class NeuMF(PairwiseRecommender):
         self.dropout = dropout
         self.n_negatives = n_negatives
         self._init_training(epochs, patience, lr, weight_decay, batch_size, seed, device, progress)
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """GMF and MLP embeddings with gradients and Adam moments, and the sampler's arrays."""
+        width = int(self.factors) + int(self.layers[0]) // 2
+        return (super().fit_memory(n_users, n_items, nnz)
+                + training_copies((n_users + n_items) * width)
+                + sampler_bytes(n_users, n_items, nnz, int(self.n_negatives)))
 
     def _build_net(self) -> Any:
         layers = tuple(int(v) for v in self.layers)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from explorec.models.base import ItemToItemRecommender, NotFittedError
+from explorec.models.base import ItemToItemRecommender, NotFittedError, csr_bytes
 
 
 def _row_normalise(M: sp.csr_matrix) -> sp.csr_matrix:
@@ -33,6 +33,13 @@ class RP3beta(ItemToItemRecommender):
     name = "rp3beta"
     param_constraints: ClassVar[dict[str, Any]] = {"alpha": ">= 0", "beta": ">= 0"}
     _state_names = ("similarity_",)
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The two-step transition product (sparse, at worst items x items) and two dense
+        float64 copies of it."""
+        return 32 * n_items**2 + 4 * csr_bytes(nnz, n_users, 8)
+
+    memory_alternative = "use itemknn (sparse neighbours) or ials"
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.6, k: int = 100,
                  normalize: bool = False) -> None:

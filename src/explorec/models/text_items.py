@@ -11,6 +11,9 @@ import scipy.sparse as sp
 from explorec.data.interactions import IdMap
 from explorec.errors import ExploRecError
 
+#: resident memory of a loaded sentence-transformer encoder with torch (MiniLM, measured ~0.5 GB)
+ENCODER_BYTES = 600 * 2**20
+
 
 class TextItemsMixin:
     """Needs ``encoder`` and ``template`` parameters; keeps ``item_texts_vectors_`` (LM space).

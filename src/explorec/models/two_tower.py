@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from explorec.data.splits import DEFAULT_SEED
 from explorec.errors import ExploRecError
 from explorec.models._neural import time_ordered_matrix
-from explorec.models.base import BaseRecommender
-from explorec.models.text_items import TextItemsMixin
+from explorec.models.base import BaseRecommender, csr_bytes, score_block_bytes
+from explorec.models.text_items import ENCODER_BYTES, TextItemsMixin
 
 
 def _build_module(text_dim: int, n_items: int, dim: int, hidden: int, dropout: float):  # type: ignore[no-untyped-def]
@@ -107,6 +107,19 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
     param_constraints: ClassVar[dict[str, Any]] = {"prefix_prob": "[0, 1]", "loss": ("inbatch", "full")}
     _state_names = ("item_text_vectors_", "item_vectors_", "item_biases_", "seen_items_",
                     "history_")
+
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """The encoder, text and ID item vectors with Adam state, users' padded histories,
+        and one scoring block."""
+        from explorec.models._neural import TORCH_BYTES, training_copies
+
+        d = int(self.dim)
+        return (TORCH_BYTES + ENCODER_BYTES + 3 * 4 * n_items * 384
+                + training_copies(n_items * d + 384 * int(self.hidden)) + 3 * 8 * nnz
+                + 2 * 8 * n_users * int(self.max_history) + 3 * csr_bytes(nnz, n_users)
+                + score_block_bytes(n_items)
+                + (3 * 4 * int(self.batch_size) * n_items if self.loss == "full"
+                   else 3 * 4 * int(self.batch_size) ** 2))
 
     def __init__(self, encoder: str = "minilm", template: str | None = None,
                  dim: int = 128, hidden: int = 256, id_dropout: float = 0.5,
