@@ -134,3 +134,24 @@ def test_sparse_recommend_equals_dense(synth, name, k):
         assert a[0].shape == b[0].shape
         assert np.array_equal(a[0], b[0])
         assert np.allclose(a[1], b[1])
+
+
+# ------------------------------------------------------------------ the generator from the CLI
+def test_synthetic_options_on_every_data_command(tmp_path):
+    opts = ["--dataset-option", "n_users=400", "--dataset-option", "n_items=200",
+            "--dataset-option", "n_interactions=6000"]
+    res = CliRunner().invoke(app, ["evaluate", "--dataset", "synthetic", *opts, "--models", "pop",
+                                   "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "pop" in json.dumps(report)
+    for bad, says in (("bogus=1", "synthetic has no option bogus"),
+                      ("n_users=abc", "n_users must be an integer"),
+                      ("n_users=0", "n_users must be >= 1")):
+        res = CliRunner().invoke(app, ["evaluate", "--dataset", "synthetic", "--dataset-option",
+                                       bad, "--models", "pop"])
+        assert res.exit_code != 0 and says in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", "--dataset-option", "n_users=5", "--models", "pop"])
+    assert res.exit_code != 0 and "'ml-100k' takes none" in res.output

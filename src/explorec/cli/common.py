@@ -233,10 +233,13 @@ class DataInputs:
     template: str | None = None
     users: Path | None = None
     user_columns: str | None = None
+    dataset_option: list[str] | None = None
 
     def load(self, **options: Any) -> Any:
         """The :class:`~explorec.data.Dataset`, with a progress line."""
         from explorec.data import load_dataset
+
+        options = {**parse_kv(self.dataset_option, "--dataset-option"), **options}
 
         with stage(f"load {self.dataset}"):
             return load_dataset(
@@ -281,6 +284,10 @@ def _data_parameters(users_help: str) -> list[inspect.Parameter]:
         p("max_id_length", Annotated[int | None, typer.Option(
             "--max-id-length", min=1, help="Longest user/item id accepted (default 256 "
             "characters).", rich_help_panel="Data")], None),
+        p("dataset_option", Annotated[list[str] | None, typer.Option(
+            "--dataset-option", help="Option NAME=VALUE of a registered generator, e.g. "
+            "--dataset synthetic --dataset-option n_users=100000 (`explorec data list`).",
+            rich_help_panel="Data")], None),
         p("items", Annotated[Path | None, typer.Option(
             "--items", help="Item file (CSV/TSV/Parquet/RecBole .item): ids plus text and "
             "features.", rich_help_panel="Item text")], None),
@@ -307,7 +314,7 @@ def _data_parameters(users_help: str) -> list[inspect.Parameter]:
 
 
 DATA_FIELDS = ("dataset", "columns", "duplicates", "min_rating", "k_core", "max_id_length",
-               "items", "item_columns", "template", "users", "user_columns")
+               "items", "item_columns", "template", "users", "user_columns", "dataset_option")
 
 
 def data_command(users_help: str = "User file (CSV/TSV/Parquet/RecBole .user): ids plus user "

@@ -39,9 +39,6 @@ def train(
         "lists them.")] = None,
     policy_param: Annotated[list[str] | None, typer.Option(
         "--policy-param", help="Policy parameter NAME=VALUE (e.g. epsilon=0.1).")] = None,
-    dataset_option: Annotated[list[str] | None, typer.Option(
-        "--dataset-option", help="Generator option NAME=VALUE for a registered generator (e.g. "
-        "n_items=100000 for synthetic).")] = None,
     seed: SeedOpt = 2020,
 ) -> None:
     """Train a model on a whole dataset and package it with item vectors, catalog and policy."""
@@ -60,7 +57,7 @@ def train(
         policy_params = _kv(policy_param, "--policy-param")
         policy_class(policy)
         create_policy(policy, **policy_params)  # bad policy parameters fail before any fitting
-        ds = data.load(**_kv(dataset_option, "--dataset-option"))
+        ds = data.load()
         path = train_artifact(output, dataset=ds, model=model, policy=policy, encoder=encoder,
                               vector_dim=vector_dim, model_params=model_params,
                               policy_params=policy_params, seed=seed,

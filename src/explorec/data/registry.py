@@ -54,7 +54,8 @@ def _synthetic_entry() -> DatasetEntry:
     return DatasetEntry(
         "synthetic", "generated",
         "Seeded generator: power-law popularity, latent-factor tastes, timestamps, item text "
-        "(options: n_users, n_items, n_interactions, seed)",
+        "(options: n_users, n_items, n_interactions, n_factors, n_clusters, "
+        "popularity_exponent, activity_exponent, taste_strength, seed)",
         "generated locally", lambda **_: None, lambda **kw: generate(**kw),
     )
 
@@ -125,6 +126,9 @@ def load_dataset(
         if entry.kind == "bandit":
             raise DataError(f"dataset {name!r} is logged bandit feedback, not an interaction log; "
                             "use it with `explorec ope`")
+        if options and entry.kind != "generated":
+            raise DataError(f"dataset options {sorted(options)} apply to generators "
+                            f"(synthetic); {name!r} takes none")
         ds: Dataset = entry.load(**options)  # type: ignore[assignment]
     else:
         if options:

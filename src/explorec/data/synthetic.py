@@ -15,6 +15,7 @@ import pandas as pd
 from explorec.data.catalog import Dataset, ItemCatalog
 from explorec.data.interactions import IdMap, Interactions
 from explorec.data.splits import DEFAULT_SEED
+from explorec.errors import DataError
 
 _TOPIC_WORDS = [
     ["space", "alien", "future", "robot", "galaxy"], ["love", "romance", "wedding", "heart", "paris"],
@@ -39,13 +40,35 @@ class SyntheticConfig:
     seed: int = DEFAULT_SEED
 
 
+def _check_overrides(cfg: SyntheticConfig, overrides: dict[str, object]) -> dict[str, object]:
+    """Options by name and type (ints stay ints; floats accept ints), or a DataError naming them."""
+    known = cfg.__dict__
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise DataError(f"synthetic has no option {', '.join(unknown)}; options: "
+                        f"{', '.join(known)}")
+    out: dict[str, object] = {}
+    for key, value in overrides.items():
+        want = type(known[key])
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if want is int else (
+            isinstance(value, int | float) and not isinstance(value, bool))
+        if not ok:
+            raise DataError(f"synthetic option {key} must be {'an integer' if want is int else 'a number'}"
+                            f", got {value!r}")
+        if want is int and key != "seed" and int(value) < 1:  # type: ignore[call-overload]
+            raise DataError(f"synthetic option {key} must be >= 1, got {value!r}")
+        out[key] = want(value)  # type: ignore[call-arg]
+    return out
+
+
 def generate(config: SyntheticConfig | None = None, **overrides: object) -> Dataset:
     """Generate a dataset (interactions with ratings and timestamps, item catalog with text)."""
     cfg = config or SyntheticConfig()
     if overrides:
-        cfg = SyntheticConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
+        cfg = SyntheticConfig(**{**cfg.__dict__, **_check_overrides(cfg, overrides)})
     if cfg.n_interactions > cfg.n_users * cfg.n_items // 2:
-        raise ValueError("n_interactions must be at most half of n_users * n_items")
+        raise DataError(f"synthetic: n_interactions ({cfg.n_interactions:,}) must be at most half "
+                        f"of n_users x n_items ({cfg.n_users:,} x {cfg.n_items:,})")
     rng = np.random.default_rng(cfg.seed)
     k = min(cfg.n_clusters, len(_TOPIC_WORDS))
 
