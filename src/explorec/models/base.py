@@ -342,6 +342,12 @@ class BaseRecommender(ABC):
         keep = int((out_items >= 0).sum(axis=1).max()) if n else 0
         return out_items[:, :keep], out_scores[:, :keep]
 
+    def factor_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(user vectors (n_users, d), item vectors (n_items, d)) when the model's score is
+        exactly their inner product (ials, bpr), else None. Nearest-neighbour indexes
+        (:mod:`explorec.index`) are built over the item vectors."""
+        return None
+
     def _sparse_scores(self, users: np.ndarray) -> sp.csr_matrix | None:
         """Scores of ``users`` as a sparse matrix (absent = 0), for models whose scores are
         sparse; None (the default) for the others."""

@@ -15,6 +15,7 @@ from explorec.models._neural import (
     sampler_bytes,
     training_copies,
 )
+from explorec.models.base import NotFittedError
 
 
 def _build(n_users: int, n_items: int, factors: int) -> Any:
@@ -66,6 +67,12 @@ class BPR(PairwiseRecommender):
         return (super().fit_memory(n_users, n_items, nnz)
                 + training_copies((n_users + n_items) * int(self.factors))
                 + sampler_bytes(n_users, n_items, nnz, int(self.n_negatives)))
+
+    def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.net_ is None:
+            raise NotFittedError(f"{self.name} is not fitted; call fit() first")
+        return (self.net_.user.weight.detach().cpu().numpy().astype(np.float32),
+                self.net_.item.weight.detach().cpu().numpy().astype(np.float32))
 
     def _build_net(self) -> Any:
         return _build(self.n_users, self.n_items, int(self.factors))

@@ -174,6 +174,10 @@ class IALS(BaseRecommender):
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
+    def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.user_factors_ is not None and self.item_factors_ is not None
+        return self.user_factors_, self.item_factors_
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_factors_ is not None and self.item_factors_ is not None
         return self.user_factors_[users] @ self.item_factors_.T
