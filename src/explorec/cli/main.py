@@ -479,6 +479,9 @@ def recommend(
     with_item_columns: Annotated[str | None, typer.Option(
         "--with-item-columns", help="Add these item fields (from the item file / catalog) "
         "beside each recommended item, e.g. name,price.")] = None,
+    chunk_users: Annotated[int, typer.Option(
+        "--chunk-users", min=1, help="Users ranked and written at a time (memory holds one "
+        "chunk; Parquet gets one row group per chunk).")] = 20_000,
 ) -> None:
     """Write the top-k items for every user (or --users), excluding what each has seen.
 
@@ -495,7 +498,7 @@ def recommend(
                       seed=seed, cold_fraction=cold_fraction, k=k, params=params,
                       save_model=save_model, explain=explain,
                       with_item_columns=parse_list(with_item_columns, "item column")
-                      if with_item_columns else [])
+                      if with_item_columns else [], chunk_users=chunk_users)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
 

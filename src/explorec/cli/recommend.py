@@ -12,7 +12,15 @@ import pandas as pd
 import scipy.sparse as sp
 import typer
 
-from explorec.cli.common import DataInputs, check_models_params, console, note, parse_list, stage
+from explorec.cli.common import (
+    DataInputs,
+    check_models_params,
+    console,
+    note,
+    parse_list,
+    progress,
+    stage,
+)
 from explorec.errors import DataError, ExploRecError
 from explorec.ranking import ShortListWarning, top_items
 
@@ -29,24 +37,6 @@ def output_format(path: Path) -> str:
         raise typer.BadParameter(f"--output {path}: unknown format {path.suffix or '(none)'!r}; "
                                  "use a file name ending in .csv, .parquet or .jsonl")
     return fmt
-
-
-def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Write ``frame`` atomically as CSV, Parquet or JSON lines (lists stay lists, except in
-    CSV where they are JSON text)."""
-    from explorec._io import atomic_path
-
-    with atomic_path(path) as tmp:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        elif fmt == "jsonl":
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            csv_frame = frame.copy()
-            for col in csv_frame.columns:
-                if csv_frame[col].map(lambda v: isinstance(v, list)).any():
-                    csv_frame[col] = csv_frame[col].map(lambda v: json.dumps(v, ensure_ascii=False))
-            csv_frame.to_csv(tmp, index=False)
 
 
 def _load_model(path: Path) -> tuple[Any, dict[str, str]]:
@@ -83,7 +73,9 @@ def _requested_users(data: DataInputs) -> list[str] | None:
 def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path | None,
                   split: str | None, seed: int, cold_fraction: float, k: int,
                   params: dict[str, dict[str, Any]], save_model: Path | None, explain: bool,
-                  with_item_columns: list[str]) -> None:
+                  with_item_columns: list[str], chunk_users: int = 20_000) -> None:
+    """Fit (or load) a model and write each user's top-``k`` to ``output``, ``chunk_users``
+    users at a time: memory holds one chunk's scores and rows, never the whole output."""
     from explorec.evaluate.protocol import part_matrices
     from explorec.models.registry import create_model, model_class
 
@@ -152,51 +144,161 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
         idx = users_map.ids.get_indexer(wanted)
         known = idx[idx >= 0].astype(np.int64)
         unknown = [u for u, i in zip(wanted, idx, strict=True) if i < 0]
-    with stage(f"rank {k} items for {len(known):,} users"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ShortListWarning)  # said once below, as a note
-        items, scores = m.recommend(known, k, exclude=sp.csr_matrix(seen), candidates=candidates,
-                                    seed=seed)
-    users_col = np.repeat(np.asarray(users_map.to_external(known), dtype=object), items.shape[1])
-    items_flat, scores_flat = items.ravel(), scores.ravel()
-    ranks = np.tile(np.arange(1, items.shape[1] + 1), len(known))
-    if unknown:  # users the model never saw: the popularity fallback
-        cold, cold_scores = top_items(m.item_popularity()[None, :], k, candidates=candidates,
-                                      warn=False)
-        users_col = np.concatenate([users_col, np.repeat(np.asarray(unknown, dtype=object),
-                                                         cold.shape[1])])
-        items_flat = np.concatenate([items_flat, np.tile(cold[0], len(unknown))])
-        scores_flat = np.concatenate([scores_flat, np.tile(cold_scores[0], len(unknown))])
-        ranks = np.concatenate([ranks, np.tile(np.arange(1, cold.shape[1] + 1), len(unknown))])
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        note(f"{len(unknown):,} of the requested users are not in the training data ({shown}); "
-             "they get the most popular items")
-    n_short = int(((items >= 0).sum(axis=1) < k).sum())
+    plan = _ChunkPlan(m=m, k=k, seen=sp.csr_matrix(seen), candidates=candidates, seed=seed,
+                      columns=columns, items_map=items_map, users_map=users_map,
+                      explain=explain, catalog=catalog, with_item_columns=with_item_columns)
+    n_rows, n_short = 0, 0
+    step = max(1, int(chunk_users))
+    with ChunkWriter(output, fmt) as writer, progress() as bar:
+        task = bar.add_task(f"rank {k} items for {len(known):,} users", total=max(len(known), 1))
+        for s in range(0, len(known), step):
+            frame, short = plan.frame(known[s:s + step])
+            writer.write(frame)
+            n_rows += len(frame)
+            n_short += short
+            bar.advance(task, len(known[s:s + step]))
+        if not len(known):
+            bar.update(task, completed=1)
+        if unknown:  # users the model never saw: the popularity fallback
+            for s in range(0, len(unknown), step):
+                frame = plan.cold_frame(unknown[s:s + step])
+                writer.write(frame)
+                n_rows += len(frame)
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            note(f"{len(unknown):,} of the requested users are not in the training data "
+                 f"({shown}); they get the most popular items")
     if n_short:
         note(f"{n_short:,} users have fewer than k={k} items they have not seen; their lists "
              "are shorter")
-    valid = items_flat >= 0
-    frame = pd.DataFrame({
-        columns["user"]: users_col[valid],
-        "rank": ranks[valid],
-        columns["item"]: items_map.to_external(items_flat[valid]),
-        "score": scores_flat[valid],
-    })
-    if explain:
-        because = _because(m, known, items, items_map)
-        because += [[] for _ in range(len(valid) - len(because))]  # new users: no history
-        frame["because"] = [b for b, ok in zip(because, valid, strict=True) if ok]
-    if with_item_columns:
-        assert catalog is not None
-        cells = catalog.frame.reindex(frame[columns["item"]].to_numpy())
-        for c in with_item_columns:
-            name = c if c not in frame.columns else f"item_{c}"
-            frame[name] = cells[c].to_numpy()
-    write_table(frame, output, fmt)
     if save_model is not None:
         m.save(save_model)
         console.print(f"saved model to {save_model}")
-    console.print(f"wrote {len(frame):,} rows for {len(known) + len(unknown):,} users to {output} "
+    console.print(f"wrote {n_rows:,} rows for {len(known) + len(unknown):,} users to {output} "
                   f"({fmt})")
+
+
+class _ChunkPlan:
+    """Turns a chunk of users into output rows (the same rows whatever the chunk size)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+        self._cold: tuple[np.ndarray, np.ndarray] | None = None
+
+    def frame(self, users: np.ndarray) -> tuple[pd.DataFrame, int]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ShortListWarning)  # said once, as a note
+            items, scores = self.m.recommend(users, self.k, exclude=self.seen,
+                                             candidates=self.candidates, seed=self.seed)
+        width = items.shape[1]
+        users_col = np.repeat(np.asarray(self.users_map.to_external(users), dtype=object), width)
+        ranks = np.tile(np.arange(1, width + 1), len(users))
+        valid = items.ravel() >= 0
+        frame = self._rows(users_col[valid], ranks[valid], items.ravel()[valid],
+                           scores.ravel()[valid])
+        if self.explain:
+            because = _because(self.m, users, items, self.items_map)
+            frame["because"] = [b for b, ok in zip(because, valid, strict=True) if ok]
+        short = int(((items >= 0).sum(axis=1) < self.k).sum())
+        return self._item_cells(frame), short
+
+    def cold_frame(self, users: list[str]) -> pd.DataFrame:
+        if self._cold is None:
+            top, vals = top_items(self.m.item_popularity()[None, :], self.k,
+                                  candidates=self.candidates, warn=False)
+            ok = top[0] >= 0
+            self._cold = (top[0][ok], vals[0][ok])
+        top, vals = self._cold
+        frame = self._rows(np.repeat(np.asarray(users, dtype=object), len(top)),
+                           np.tile(np.arange(1, len(top) + 1), len(users)),
+                           np.tile(top, len(users)), np.tile(vals, len(users)))
+        if self.explain:
+            frame["because"] = [[] for _ in range(len(frame))]  # new users: no history
+        return self._item_cells(frame)
+
+    def _rows(self, users: np.ndarray, ranks: np.ndarray, items: np.ndarray,
+              scores: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({self.columns["user"]: users, "rank": ranks,
+                             self.columns["item"]: self.items_map.to_external(items),
+                             "score": scores})
+
+    def _item_cells(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.with_item_columns:
+            cells = self.catalog.frame.reindex(frame[self.columns["item"]].to_numpy())
+            for c in self.with_item_columns:
+                name = c if c not in frame.columns else f"item_{c}"
+                frame[name] = cells[c].to_numpy()
+        return frame
+
+
+class ChunkWriter:
+    """Append frames to one CSV, Parquet (one row group per frame) or JSON-lines file,
+    written to a temporary name and moved into place only when every chunk is written."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self._parquet: Any = None
+        self._schema: Any = None
+        self._file: Any = None
+
+    def __enter__(self) -> ChunkWriter:
+        from explorec._io import atomic_path
+
+        self._atomic = atomic_path(self.path)
+        self.tmp = self._atomic.__enter__()
+        if self.fmt != "parquet":
+            self._file = open(self.tmp, "w", encoding="utf-8", newline="")
+        self._first = True
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False,
+                                             schema=_parquet_schema(frame))
+                self._schema = table.schema
+                self._parquet = pq.ParquetWriter(self.tmp, self._schema)
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False, schema=self._schema)
+            self._parquet.write_table(table)
+        elif self.fmt == "jsonl":
+            if len(frame):
+                frame.to_json(self._file, orient="records", lines=True, force_ascii=False)
+        else:
+            csv_frame = frame.copy()
+            for col in csv_frame.columns:
+                if csv_frame[col].map(lambda v: isinstance(v, list)).any():
+                    csv_frame[col] = csv_frame[col].map(lambda v: json.dumps(v, ensure_ascii=False))
+            csv_frame.to_csv(self._file, index=False, header=self._first)
+        self._first = False
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            elif self.fmt == "parquet" and exc[0] is None:  # no rows at all: an empty table
+                pd.DataFrame().to_parquet(self.tmp, index=False)
+            if self._file is not None:
+                self._file.close()
+        finally:
+            self._atomic.__exit__(*exc)
+
+
+def _parquet_schema(frame: pd.DataFrame) -> Any:
+    """The first chunk's schema, with ``because`` typed even when its lists are empty."""
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    if "because" in frame.columns:
+        i = schema.get_field_index("because")
+        schema = schema.set(i, pa.field("because", pa.list_(pa.struct(
+            [("item", pa.string()), ("weight", pa.float64())]))))
+    for i, field in enumerate(schema):
+        if pa.types.is_null(field.type):  # a column empty in the first chunk: text
+            schema = schema.set(i, pa.field(field.name, pa.string()))
+    return schema
 
 
 def _because(m: Any, known: np.ndarray, items: np.ndarray, items_map: Any
