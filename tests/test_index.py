@@ -20,7 +20,6 @@ from explorec.index import (
 from explorec.models.registry import create_model
 
 
-
 @pytest.fixture(scope="module")
 def fitted():
     ds = generate(n_users=2000, n_items=3000, n_interactions=60_000)

@@ -482,6 +482,9 @@ def recommend(
     chunk_users: Annotated[int, typer.Option(
         "--chunk-users", min=1, help="Users ranked and written at a time (memory holds one "
         "chunk; Parquet gets one row group per chunk).")] = 20_000,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Rank on Dask: 'processes' (a LocalCluster, one worker per core) or "
+        "tcp://HOST:8786 (docs/scale.md). Default: this process.")] = None,
 ) -> None:
     """Write the top-k items for every user (or --users), excluding what each has seen.
 
@@ -498,7 +501,8 @@ def recommend(
                       seed=seed, cold_fraction=cold_fraction, k=k, params=params,
                       save_model=save_model, explain=explain,
                       with_item_columns=parse_list(with_item_columns, "item column")
-                      if with_item_columns else [], chunk_users=chunk_users)
+                      if with_item_columns else [], chunk_users=chunk_users,
+                      scheduler=scheduler)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
 

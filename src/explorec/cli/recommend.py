@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import typer
 
+from explorec import scale
 from explorec.cli.common import (
     DataInputs,
     check_models_params,
@@ -73,7 +74,8 @@ def _requested_users(data: DataInputs) -> list[str] | None:
 def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path | None,
                   split: str | None, seed: int, cold_fraction: float, k: int,
                   params: dict[str, dict[str, Any]], save_model: Path | None, explain: bool,
-                  with_item_columns: list[str], chunk_users: int = 20_000) -> None:
+                  with_item_columns: list[str], chunk_users: int = 20_000,
+                  scheduler: str | None = None) -> None:
     """Fit (or load) a model and write each user's top-``k`` to ``output``, ``chunk_users``
     users at a time: memory holds one chunk's scores and rows, never the whole output."""
     from explorec.evaluate.protocol import part_matrices
@@ -149,7 +151,8 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
                       explain=explain, catalog=catalog, with_item_columns=with_item_columns)
     n_rows, n_short = 0, 0
     step = max(1, int(chunk_users))
-    with ChunkWriter(output, fmt) as writer, progress() as bar:
+    with scale.dask_client(scheduler) as plan.client, ChunkWriter(output, fmt) as writer, \
+            progress() as bar:
         task = bar.add_task(f"rank {k} items for {len(known):,} users", total=max(len(known), 1))
         for s in range(0, len(known), step):
             frame, short = plan.frame(known[s:s + step])
@@ -187,8 +190,9 @@ class _ChunkPlan:
     def frame(self, users: np.ndarray) -> tuple[pd.DataFrame, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ShortListWarning)  # said once, as a note
-            items, scores = self.m.recommend(users, self.k, exclude=self.seen,
-                                             candidates=self.candidates, seed=self.seed)
+            items, scores = scale.recommend(self.m, users, self.k, client=self.client,
+                                            exclude=self.seen, candidates=self.candidates,
+                                            seed=self.seed)
         width = items.shape[1]
         users_col = np.repeat(np.asarray(self.users_map.to_external(users), dtype=object), width)
         ranks = np.tile(np.arange(1, width + 1), len(users))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,8 +63,15 @@ def evaluate_scores(
     item_vectors: sp.csr_matrix | np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
     seed: int = DEFAULT_SEED,
-) -> EvalResult:
+    users: np.ndarray | None = None,
+    parts: bool = False,
+) -> Any:
     """Rank all candidate items for every user with a relevant item; compute the metrics.
+
+    ``users`` restricts the work to those users (of the ones with a relevant item);
+    ``parts=True`` returns the raw :class:`EvalParts` instead of the summary, so that user
+    partitions computed apart (``explorec.scale``) combine with :func:`combine_parts` into
+    exactly the single-process result.
 
     ``score_fn(users) -> (len(users), n_items)`` scores. Excluded items and non-candidates get
     ``-inf``. Work is batched over users; inside a batch everything is array operations.
@@ -86,7 +94,10 @@ def evaluate_scores(
         # Only relevant items that are candidates count; users left with none are not evaluated.
         relevant = sp.csr_matrix(relevant @ sp.diags(cand_mask.astype(relevant.dtype)))
         relevant.eliminate_zeros()
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    all_users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if users is not None:
+        all_users = all_users[np.isin(all_users, np.asarray(users, dtype=np.int64))]
+    users = all_users
     if kmax > n_candidates:
         raise ValueError(f"k={kmax} exceeds the number of candidate items ({n_candidates})")
     per_metric_user = [m for m in metrics if m in USER_METRICS]
@@ -130,9 +141,49 @@ def evaluate_scores(
         if progress is not None:
             progress(len(batch))
 
-    per_user = {name: np.concatenate(parts) for name, parts in chunks.items()}
-    out: dict[str, float] = {name: float(np.nanmean(v)) for name, v in per_user.items()}
+    per_user = {name: np.concatenate(c) for name, c in chunks.items()}
     topk_all = np.concatenate(all_topk) if all_topk else np.zeros((0, kmax), dtype=np.int64)
+    raw = EvalParts(per_user=per_user, users=users, topk=topk_all,
+                    seconds=time.perf_counter() - t0)
+    if parts:
+        return raw
+    return combine_parts([raw], train=train, ks=ks, metrics=metrics, candidates=candidates,
+                         n_items=n_items)
+
+
+@dataclass
+class EvalParts:
+    """What :func:`evaluate_scores` computed for a set of users, before summarising."""
+
+    per_user: dict[str, np.ndarray]
+    users: np.ndarray
+    topk: np.ndarray
+    seconds: float = 0.0
+
+
+def combine_parts(parts: list[EvalParts], *, train: sp.csr_matrix, ks: tuple[int, ...],
+                  metrics: tuple[str, ...], candidates: np.ndarray | None, n_items: int
+                  ) -> EvalResult:
+    """The summary over user partitions, in user order: per-user metrics concatenated and
+    averaged, list metrics (coverage, Gini, novelty) over every user's list."""
+    import time
+
+    t0 = time.perf_counter()
+    metrics = check_metrics(metrics)
+    ks = tuple(sorted(set(ks)))
+    users = np.concatenate([p.users for p in parts]) if parts else np.zeros(0, np.int64)
+    order = np.argsort(users, kind="stable")
+    users = users[order]
+    names = [n for n in (parts[0].per_user if parts else {})]
+    per_user = {n: np.concatenate([p.per_user[n] for p in parts])[order] for n in names}
+    topk_all = np.concatenate([p.topk for p in parts])[order] if parts else np.zeros((0, 1))
+    cand_mask = None
+    n_candidates = n_items
+    if candidates is not None:
+        cand_mask = np.zeros(n_items, dtype=bool)
+        cand_mask[candidates] = True
+        n_candidates = int(cand_mask.sum())
+    out: dict[str, float] = {name: float(np.nanmean(v)) for name, v in per_user.items()}
     popularity = np.asarray(train.astype(bool).sum(axis=0)).ravel()
     for k in ks:
         lists = topk_all[:, :k]
@@ -146,7 +197,7 @@ def evaluate_scores(
             out[f"novelty@{k}"] = novelty(shown_items, popularity, train.shape[0])
     ordered = _order(out, metrics, ks)
     return EvalResult(metrics=ordered, per_user=per_user, users=users,
-                      seconds=time.perf_counter() - t0)
+                      seconds=sum(p.seconds for p in parts) + time.perf_counter() - t0)
 
 
 def _remap(lists: np.ndarray, cand_mask: np.ndarray) -> np.ndarray:
@@ -196,4 +247,5 @@ def users_to_evaluate(split: Split, part: str = "test") -> int:
     return int((np.diff(relevant.indptr) > 0).sum())
 
 
-__all__ = ["LIST_METRICS", "EvalResult", "evaluate_model", "evaluate_scores", "users_to_evaluate"]
+__all__ = ["LIST_METRICS", "EvalParts", "EvalResult", "combine_parts", "evaluate_model", "evaluate_scores",
+           "users_to_evaluate"]
