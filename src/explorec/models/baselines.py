@@ -27,6 +27,10 @@ class RandomRecommender(BaseRecommender):
 
     name = "random"
 
+    def fit_memory(self, n_users: int, n_items: int, nnz: int) -> int:
+        """Nothing is learned: the training matrix's reference only."""
+        return csr_bytes(nnz, n_users)
+
     def __init__(self, seed: int = DEFAULT_SEED) -> None:
         super().__init__()
         self.seed = seed
