@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -490,7 +491,7 @@ def main() -> int:
               "floors": floors(), "floor_failures": failures, "environment": environment(),
               "torch": torch.__version__, "seconds": time.perf_counter() - t0,
               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-              "command": "python benchmarks/zoo.py " + " ".join(sys.argv[1:])}
+              "command": "python benchmarks/zoo.py " + shlex.join(sys.argv[1:])}
     out = Path(args.output)
     if args.merge and (out / "ml-100k.json").exists():
         import json
