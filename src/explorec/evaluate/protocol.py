@@ -85,12 +85,8 @@ def evaluate_scores(
     ks = tuple(sorted(set(ks)))
     kmax = max(ks)
     n_items = relevant.shape[1]
-    cand_mask = None
-    n_candidates = n_items
-    if candidates is not None:
-        cand_mask = np.zeros(n_items, dtype=bool)
-        cand_mask[candidates] = True
-        n_candidates = int(cand_mask.sum())
+    cand_mask, n_candidates = _candidate_mask(candidates, n_items)
+    if cand_mask is not None:
         # Only relevant items that are candidates count; users left with none are not evaluated.
         relevant = sp.csr_matrix(relevant @ sp.diags(cand_mask.astype(relevant.dtype)))
         relevant.eliminate_zeros()
@@ -177,12 +173,7 @@ def combine_parts(parts: list[EvalParts], *, train: sp.csr_matrix, ks: tuple[int
     names = [n for n in (parts[0].per_user if parts else {})]
     per_user = {n: np.concatenate([p.per_user[n] for p in parts])[order] for n in names}
     topk_all = np.concatenate([p.topk for p in parts])[order] if parts else np.zeros((0, 1))
-    cand_mask = None
-    n_candidates = n_items
-    if candidates is not None:
-        cand_mask = np.zeros(n_items, dtype=bool)
-        cand_mask[candidates] = True
-        n_candidates = int(cand_mask.sum())
+    cand_mask, n_candidates = _candidate_mask(candidates, n_items)
     out: dict[str, float] = {name: float(np.nanmean(v)) for name, v in per_user.items()}
     popularity = np.asarray(train.astype(bool).sum(axis=0)).ravel()
     for k in ks:
@@ -198,6 +189,15 @@ def combine_parts(parts: list[EvalParts], *, train: sp.csr_matrix, ks: tuple[int
     ordered = _order(out, metrics, ks)
     return EvalResult(metrics=ordered, per_user=per_user, users=users,
                       seconds=sum(p.seconds for p in parts) + time.perf_counter() - t0)
+
+
+def _candidate_mask(candidates: np.ndarray | None, n_items: int) -> tuple[np.ndarray | None, int]:
+    """(boolean mask of the candidate items or None for all, number of candidates)."""
+    if candidates is None:
+        return None, n_items
+    mask = np.zeros(n_items, dtype=bool)
+    mask[candidates] = True
+    return mask, int(mask.sum())
 
 
 def _remap(lists: np.ndarray, cand_mask: np.ndarray) -> np.ndarray:
