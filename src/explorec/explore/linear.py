@@ -114,7 +114,7 @@ class TwoTowerFeatures:
     """
 
     def __init__(self, model: Any, seed: int = DEFAULT_SEED) -> None:
-        if not hasattr(model, "_user_vectors") or getattr(model, "item_vectors_", None) is None:
+        if not hasattr(model, "user_vectors") or getattr(model, "item_vectors_", None) is None:
             raise ExploRecError("neural-linear needs a fitted two-tower base model "
                                 f"(got {type(model).__name__})")
         self.model = model
@@ -123,7 +123,7 @@ class TwoTowerFeatures:
         v = model.item_vectors_
         if hist is not None and hist.shape[0]:
             rows = rng.choice(hist.shape[0], min(hist.shape[0], 500), replace=False)
-            u = model._user_vectors(hist[rows])
+            u = model.user_vectors(hist[rows])
         else:
             u = np.ones((1, v.shape[1]))
         x = u[rng.integers(0, len(u), 5000)] * v[rng.integers(0, len(v), 5000)]
@@ -138,7 +138,7 @@ class TwoTowerFeatures:
                  ) -> np.ndarray:
         """[z(base score), scaled u_emb * v_emb, scaled item bias] for each candidate."""
         z, cand = _selected(requests, base, cols)
-        u = self.model._user_vectors(requests.history)
+        u = self.model.user_vectors(requests.history)
         v = self.model.item_vectors_[cand]
         b = self.model.item_biases_[cand]
         x = np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)

@@ -247,6 +247,19 @@ class BaseRecommender(ABC):
                          if contrib[i, j] > 0] for i in range(len(items[row]))])
         return out
 
+    def contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(len(items), len(history)) contribution of each history item (internal ids) to each
+        item's score for ``user`` — the terms :meth:`explain` ranks."""
+        return np.asarray(self._contributions(user, np.asarray(history), np.asarray(items)))
+
+    def make_row_major(self) -> None:
+        """Make the learned 2-d arrays C-contiguous (scoring one history row against a
+        Fortran-ordered matrix would copy the whole matrix on every request)."""
+        for name in self._state_names:
+            arr = getattr(self, name, None)
+            if isinstance(arr, np.ndarray) and arr.ndim == 2 and not arr.flags.c_contiguous:
+                setattr(self, name, np.ascontiguousarray(arr))
+
     def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(len(items), len(history)) contribution of each history item to each item's score.
 

@@ -112,8 +112,8 @@ class HybridRecommender(BaseRecommender):
 
     def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         w = self.weight_ if self.weight_ is not None else 0.1
-        return ((1 - w) * self.cf_model_._contributions(user, history, items)
-                + w * self.text_model_._contributions(user, history, items))
+        return ((1 - w) * self.cf_model_.contributions(user, history, items)
+                + w * self.text_model_.contributions(user, history, items))
 
     def add_items(self, item_ids, texts):  # type: ignore[no-untyped-def]
         raise ValueError("add items to a hybrid through a text model alone; the CF part "

@@ -311,7 +311,8 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
             lengths, device=dev)[:, None]
         return hist, mask
 
-    def _user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """(n, dim) user-tower vectors for histories (rows over the model's items)."""
         torch, dev = self._torch()
         hist, mask = self._history_tensors(history)
         with torch.no_grad():
@@ -321,7 +322,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """``<u, v_i> + b_i / temperature`` (the training logit divided by the temperature)."""
         assert self.item_vectors_ is not None and self.item_biases_ is not None
-        return self._user_vectors(history) @ self.item_vectors_.T + self.item_biases_[None, :]
+        return self.user_vectors(history) @ self.item_vectors_.T + self.item_biases_[None, :]
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         # time-ordered rows: the user tower sees each user's most recent items

@@ -117,15 +117,6 @@ class _Applied:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _row_major(model: Any) -> None:
-    """Make the model's dense arrays C-contiguous: scoring one history row against a
-    Fortran-ordered matrix copies the whole matrix on every request."""
-    for name in getattr(model, "_state_names", ()):
-        arr = getattr(model, name, None)
-        if isinstance(arr, np.ndarray) and arr.ndim == 2 and not arr.flags.c_contiguous:
-            setattr(model, name, np.ascontiguousarray(arr))
-
-
 def single_threaded_blas() -> None:
     """One BLAS thread per process: a server's requests are small, and BLAS threads fighting
     over the cores make them 10x slower. Set before numpy starts its pools where possible."""
@@ -157,7 +148,7 @@ class Engine:
         self.store = store
         self.config = config or EngineConfig()
         self.model = art.model
-        _row_major(self.model)
+        self.model.make_row_major()
         self.n_model = art.n_items
         self.ids: list[str] = list(art.item_ids)
         self.index: dict[str, int] = {i: n for n, i in enumerate(self.ids)}
@@ -397,7 +388,7 @@ class Engine:
         im = items < self.n_model
         try:
             if hm.any() and im.any():
-                c = np.asarray(self.model._contributions(max(user_key, 0), hist[hm], items[im]), np.float64)
+                c = np.asarray(self.model.contributions(max(user_key, 0), hist[hm], items[im]), np.float64)
                 contrib[np.ix_(np.flatnonzero(im), np.flatnonzero(hm))] = c
             rest = ~im[:, None] | ~hm[None, :]
         except Exception:  # explanations must never fail a ranking
