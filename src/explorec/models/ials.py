@@ -7,9 +7,12 @@ interactions, 1 elsewhere. Each half-step solves every user's (or item's) normal
 
 Three solvers; the default was chosen by measurement (docs/models.md, "Model zoo"):
 
-- ``solver="cg"`` (default): a few conjugate-gradient steps per half-step, warm-started,
-  vectorised over all users at once (for small matrices as two dense products, otherwise as
-  gathers over the interactions), in float32.
+- ``solver="cg"`` (default): a few conjugate-gradient steps per half-step, warm-started, in
+  float32, by a compiled kernel (:mod:`explorec.models.als_kernels`, numba) that walks each
+  user's interactions in cache, in parallel over users. Without numba it falls back to
+  ``"cg-numpy"``.
+- ``solver="cg-numpy"``: the same CG steps vectorised over all users at once in numpy (for
+  small matrices as two dense products, otherwise as gathers over the interactions).
 - ``solver="cholesky"``: exact solves, vectorised. The per-user Gram terms
   ``Y_u'Y_u`` for all users come from one sparse x dense product ``X @ [y_i y_i']`` (rows of
   ``f*f`` outer products), then one batched Cholesky solve. No Python loop over users, but
@@ -26,9 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
+from explorec.models import als_kernels
 from explorec.models.base import BaseRecommender, csr_bytes
 
-_SOLVERS = ("cholesky", "cg", "implicit")
+_SOLVERS = ("cholesky", "cg", "cg-numpy", "implicit")
 _DENSE_CELLS = 4_000_000  # CG uses dense products below this many matrix cells
 
 
@@ -48,13 +52,14 @@ class IALS(BaseRecommender):
     cg_steps : conjugate-gradient steps per half-step for the CG solvers.
     init_std : standard deviation of the initial factors.
     seed : random seed of the initial factors.
-    threads : CPU threads for ``solver="implicit"`` (0: all cores).
+    threads : CPU threads for ``solver="cg"`` and ``"implicit"`` (0: all cores). Rows are
+        solved independently, so the result does not depend on it.
     """
 
     name = "ials"
     param_constraints: ClassVar[dict[str, Any]] = {
         "alpha": ">= 0", "reg": ">= 0", "reg_exponent": ">= 0",
-        "solver": ("cholesky", "cg", "implicit"), "cg_steps": ">= 1", "init_std": "> 0",
+        "solver": _SOLVERS, "cg_steps": ">= 1", "init_std": "> 0",
         "threads": ">= 0"}
     _state_names = ("user_factors_", "item_factors_")
 
@@ -67,6 +72,8 @@ class IALS(BaseRecommender):
             return common + 6 * (64 << 20)
         if self.solver == "implicit":
             return common
+        if self.solver == "cg" and als_kernels.available():
+            return common
         # CG gathers the other side's factors at every interaction (three nnz x f arrays)
         dense = 12 * n_users * n_items if n_users * n_items <= _DENSE_CELLS else 0
         return common + 3 * 4 * nnz * f + 8 * nnz + dense
@@ -76,7 +83,7 @@ class IALS(BaseRecommender):
     def __init__(self, factors: int = 64, alpha: float = 10.0, reg: float = 1.0,
                  reg_exponent: float = 0.0, iterations: int = 15, solver: str = "cg",
                  cg_steps: int = 3, init_std: float = 0.01, seed: int = DEFAULT_SEED,
-                 threads: int = 1) -> None:
+                 threads: int = 0) -> None:
         super().__init__()
         self.factors = factors
         self.alpha = alpha
@@ -111,7 +118,7 @@ class IALS(BaseRecommender):
         rng = np.random.default_rng(self.seed)
         f = int(self.factors)
         # CG runs in float32 (it only needs a few accurate digits); Cholesky in float64
-        dt = np.float32 if self.solver == "cg" else np.float64
+        dt = np.float64 if self.solver == "cholesky" else np.float32
         X = X.astype(dt)
         U = rng.normal(0, self.init_std, (X.shape[0], f)).astype(dt)
         V = rng.normal(0, self.init_std, (X.shape[1], f)).astype(dt)
@@ -132,9 +139,12 @@ class IALS(BaseRecommender):
                    ) -> np.ndarray:
         """New factors for the rows of ``X`` given the other side's factors ``Y``."""
         a = float(self.alpha)
+        if self.solver == "cg" and als_kernels.available():
+            return als_kernels.cg_half_step(X.indptr, X.indices, Y, a, reg, old.copy(),
+                                            int(self.cg_steps), int(self.threads))
         YtY = Y.T @ Y
         b = np.asarray(X @ Y) * Y.dtype.type(1.0 + a)
-        if self.solver == "cg":
+        if self.solver in ("cg", "cg-numpy"):
             return _cg_solve(X, Y, YtY, a, reg, b, old, int(self.cg_steps))
         f = Y.shape[1]
         out = np.empty((X.shape[0], f))
