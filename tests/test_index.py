@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from explorec.data.synthetic import generate
 from explorec.errors import ArtifactError, ExploRecError
@@ -86,3 +87,90 @@ def test_bad_inputs_name_the_problem():
 
 def test_auto_picks_exact_below_the_threshold():
     assert build_index(np.eye(8), "auto").kind == "exact"
+
+
+# ------------------------------------------------------------------ models with an index
+@pytest.fixture(scope="module")
+def ials_model():
+    from explorec.data.synthetic import generate
+    from explorec.models.ials import IALS
+
+    data = generate(n_users=1500, n_items=3000, n_interactions=40_000, seed=5).interactions
+    return IALS(factors=16, iterations=6).fit(data)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_model_recommends_through_an_ann_index(ials_model, kind: str) -> None:
+    users = np.arange(400)
+    exact_items, _ = ials_model.recommend(users, 50)
+    ials_model.build_index(kind, **({"nprobe": 32} if kind == "ivf" else {}))
+    try:
+        items, scores = ials_model.recommend(users, 50)
+        assert items.shape == exact_items.shape
+        seen = ials_model.user_items_[users]
+        assert not seen.multiply(sp.csr_matrix((np.ones(items.size), (np.repeat(users, 50),
+                                  items.ravel())), shape=seen.shape)).nnz  # nothing seen
+        assert recall_at_k(items, exact_items) >= 0.95
+        assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+        sim, _ = ials_model.similar_items(np.arange(50), 10)
+        assert (sim != np.arange(50)[:, None]).all()
+    finally:
+        ials_model.drop_index()
+
+
+def test_index_travels_inside_the_artifact(ials_model, tmp_path) -> None:
+    import json
+
+    from explorec.models.base import BaseRecommender
+
+    ials_model.build_index("ivf", nprobe=16)
+    try:
+        want = ials_model.recommend(np.arange(100), 20)
+        ials_model.save(tmp_path / "m")
+    finally:
+        ials_model.drop_index()
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["index"]["kind"] == "ivf" and "sha256" in json.dumps(manifest["arrays"]["index_bytes"])
+    back = BaseRecommender.load(tmp_path / "m")
+    assert back.index_ is not None and back.index_.kind == "ivf"
+    got = back.recommend(np.arange(100), 20)
+    np.testing.assert_array_equal(got[0], want[0])
+    # a tampered index is refused by the artifact's checksum
+    blob = next((tmp_path / "m").glob("index_bytes*"))
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(Exception, match=r"sha256|checksum"):
+        BaseRecommender.load(tmp_path / "m")
+
+
+def test_auto_index_is_exact_below_the_threshold_and_models_without_vectors(ials_model) -> None:
+    assert ials_model.build_index("auto") is None and ials_model.index_ is None
+    pop = create_model("pop").fit(generate(n_users=200, n_items=300, n_interactions=3000,
+                                           seed=1).interactions)
+    assert pop.build_index("auto") is None
+    with pytest.raises(ExploRecError, match="no item vectors"):
+        pop.build_index("ivf")
+
+
+def test_ivf_and_hnswlib_round_trip(tmp_path) -> None:
+    V = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
+    kinds = ["ivf"] + (["hnswlib"] if _has("hnswlib") else [])
+    for kind in kinds:
+        index = build_index(V, kind)
+        q = V[:20]
+        want = index.search(q, 10)
+        back = load_index(index.save(tmp_path / kind))
+        np.testing.assert_array_equal(back.search(q, 10)[0], want[0])
+        from explorec.index import index_from_bytes
+
+        again = index_from_bytes(index.meta(), index.to_bytes())
+        np.testing.assert_array_equal(again.search(q, 10)[0], want[0])
+        exact = ExactIndex(V).search(q, 10)[0]
+        assert recall_at_k(want[0], exact) >= 0.9
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

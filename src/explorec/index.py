@@ -1,14 +1,22 @@
-"""Nearest-neighbour indexes over item vectors, by inner product: exact and HNSW (faiss).
+"""Nearest-neighbour indexes over item vectors, by inner product: exact, IVF and HNSW.
 
 Factor models score ``user_vector . item_vector``; above a few tens of thousands of items,
-scoring the whole catalog for every user is the cost of a recommendation. An
-:class:`HNSWIndex` (faiss ``IndexHNSWFlat``) answers the same top-k query approximately in
-time that grows slowly with the catalog; :class:`ExactIndex` is the reference and the
-fallback. :func:`recall_at_k` measures an approximate index against exact search — it is
-measured, never assumed (``benchmarks/``).
+scoring the whole catalog for every user is the cost of a recommendation. Approximate
+indexes answer the same top-k query while scanning a fraction of the catalog:
 
-Indexes are saved in the library's own format (``faiss.write_index``; exact vectors as
-``.npy``) next to a JSON manifest with each file's sha256; :func:`load_index` checks it.
+- :class:`IVFIndex` (faiss ``IndexIVFFlat``, the default): items clustered by k-means, a
+  query scans its ``nprobe`` nearest clusters. Fast to build, fast in batches.
+- :class:`HNSWIndex` (faiss ``IndexHNSWFlat``) and :class:`HNSWLibIndex` (hnswlib, optional):
+  a navigable small-world graph. Slow to build, fast for single queries.
+
+:class:`ExactIndex` is the reference and the fallback. :func:`recall_at_k` measures an
+approximate index against exact search — it is measured, never assumed
+(``benchmarks/scale.py``, ``benchmarks/results/scale.md``).
+
+Indexes are saved in the library's own format (``faiss.write_index`` /
+``hnswlib.Index.save_index``; exact vectors as ``.npy``) next to a JSON manifest with each
+file's sha256; :func:`load_index` checks it. :meth:`to_bytes` / :func:`index_from_bytes` give
+the same bytes for storage inside a model artifact (whose manifest holds their sha256).
 
 >>> import numpy as np
 >>> V = np.eye(4, dtype=np.float32)
@@ -48,6 +56,14 @@ class VectorIndex(Protocol):
         ...
 
     def save(self, path: str | Path) -> Path: ...
+
+    def meta(self) -> dict[str, Any]:
+        """Kind and parameters, enough for :func:`index_from_bytes` with :meth:`to_bytes`."""
+        ...
+
+    def to_bytes(self) -> np.ndarray:
+        """The index in the library's native format, as a uint8 array."""
+        ...
 
 
 def _queries(queries: np.ndarray, dim: int) -> np.ndarray:
@@ -98,15 +114,72 @@ class ExactIndex:
         path.mkdir(parents=True, exist_ok=True)
         with atomic_path(path / "vectors.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, self.vectors, allow_pickle=False)
-        _write_manifest(path, {"kind": self.kind, "seed": self.seed}, ["vectors.npy"])
+        _write_manifest(path, self.meta(), ["vectors.npy"])
         return path
 
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed, "dim": self.dim}
 
-class HNSWIndex:
+    def to_bytes(self) -> np.ndarray:
+        return np.frombuffer(np.ascontiguousarray(self.vectors).tobytes(), dtype=np.uint8)
+
+
+class _FaissIndex:
+    """Shared search, save and (de)serialisation of the faiss indexes."""
+
+    kind = ""
+    index: Any
+
+    def _params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _tune(self, k: int) -> None:
+        """Adjust the search beam for ``k`` results (HNSW's beam must hold them)."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = check_k(k)
+        q = _queries(queries, self.dim)
+        w = min(k, self.n_items)
+        self._tune(w)
+        scores, ids = self.index.search(q, w)
+        ids = ids.astype(np.int64)
+        scores = np.where(ids >= 0, scores.astype(np.float64), -np.inf)
+        return ids, scores
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim, **self._params()}
+
+    def to_bytes(self) -> np.ndarray:
+        return np.asarray(_faiss().serialize_index(self.index), dtype=np.uint8)
+
+    def save(self, path: str | Path) -> Path:
+        faiss = _faiss()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / "index.faiss") as tmp:
+            faiss.write_index(self.index, str(tmp))
+        _write_manifest(path, self.meta(), ["index.faiss"])
+        return path
+
+    # Dask sends models (and their index) to workers by pickle, in memory: faiss objects
+    # travel as their native bytes. Nothing here is ever written to disk by pickle.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["index"] = self.to_bytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["index"] = _faiss().deserialize_index(state["index"])
+        self.__dict__.update(state)
+
+
+class HNSWIndex(_FaissIndex):
     """Approximate inner-product search with faiss's HNSW graph (``IndexHNSWFlat``).
 
     ``m``: graph degree; ``ef_construction``: build-time beam; ``ef_search``: query-time beam
-    (recall rises and speed falls with it). Needs ``faiss-cpu`` (``explorec[scale]``).
+    (recall rises and speed falls with it; raised to ``k`` when smaller). Needs ``faiss-cpu``
+    (``explorec[scale]``).
     """
 
     kind = "hnsw"
@@ -125,27 +198,156 @@ class HNSWIndex:
         self.index = _index
         self.n_items, self.dim = int(_index.ntotal), int(_index.d)
 
+    def _params(self) -> dict[str, Any]:
+        return {"m": self.m, "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search}
+
+    def _tune(self, k: int) -> None:
+        self.index.hnsw.efSearch = max(self.ef_search, k)
+
+
+class IVFIndex(_FaissIndex):
+    """Approximate inner-product search over k-means cells (faiss ``IndexIVFFlat``).
+
+    Inner product is turned into Euclidean distance first (each item gets one more
+    coordinate, ``sqrt(M^2 - |v|^2)`` with ``M`` the largest norm; a query gets 0), so that
+    k-means cells group the items a query ranks together whatever their norms — factor
+    models' item norms vary with popularity, and IVF over raw inner products loses recall.
+    Scores are the exact inner products recovered from the distances.
+
+    ``nlist``: cells (default ``4 sqrt(n)``, at most ``n / 39``, faiss's points per
+    centroid); ``nprobe``: cells a query scans (default ``nlist / 16``, at least 8; recall
+    rises and speed falls with it). k-means is seeded (``seed``): the same vectors give the
+    same index. Needs ``faiss-cpu``.
+    """
+
+    kind = "ivf"
+
+    def __init__(self, vectors: np.ndarray | None = None, nlist: int | None = None,
+                 nprobe: int | None = None, seed: int = DEFAULT_SEED, *, _index: Any = None,
+                 max_norm: float | None = None) -> None:
+        faiss = _faiss()
+        self.seed = int(seed)
+        if _index is None:
+            v = _vectors(vectors)  # type: ignore[arg-type]
+            n = len(v)
+            self.nlist = int(nlist) if nlist else max(1, min(n // 39, int(4 * np.sqrt(n))))
+            if self.nlist < 1 or self.nlist > n:
+                raise ExploRecError(f"ivf nlist must be in [1, {n}] for {n} items, got {nlist}")
+            norms = np.einsum("nd,nd->n", v, v, dtype=np.float64)
+            self.max_norm = float(np.sqrt(norms.max()))
+            extra = np.sqrt(np.maximum(self.max_norm ** 2 - norms, 0.0)).astype(np.float32)
+            w = np.ascontiguousarray(np.hstack([v, extra[:, None]]))
+            quantizer = faiss.IndexFlatL2(w.shape[1])
+            index = faiss.IndexIVFFlat(quantizer, w.shape[1], self.nlist, faiss.METRIC_L2)
+            index.cp.seed = self.seed
+            index.train(w)
+            index.add(w)
+            self._quantizer = quantizer  # keep it alive as long as the index
+            _index = index
+        else:
+            self.nlist = int(_index.nlist)
+            self.max_norm = float(max_norm or 0.0)
+        self.nprobe = int(nprobe) if nprobe else max(8, self.nlist // 16)
+        _index.nprobe = min(self.nprobe, self.nlist)
+        self.index = _index
+        self.n_items, self.dim = int(_index.ntotal), int(_index.d) - 1
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         q = _queries(queries, self.dim)
         w = min(k, self.n_items)
-        if self.index.hnsw.efSearch < w:
-            self.index.hnsw.efSearch = w  # the beam must hold k results
-        scores, ids = self.index.search(q, w)
+        self.index.nprobe = min(self.nprobe, self.nlist)
+        q1 = np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), np.float32)]))
+        dist, ids = self.index.search(q1, w)
         ids = ids.astype(np.int64)
-        scores = np.where(ids >= 0, scores.astype(np.float64), -np.inf)
-        return ids, scores
+        # |q - v'|^2 = |q|^2 + M^2 - 2 q.v
+        qn = np.einsum("nd,nd->n", q, q, dtype=np.float64)[:, None]
+        scores = (qn + self.max_norm ** 2 - dist.astype(np.float64)) / 2
+        return ids, np.where(ids >= 0, scores, -np.inf)
+
+    def _params(self) -> dict[str, Any]:
+        return {"nlist": self.nlist, "nprobe": self.nprobe, "seed": self.seed,
+                "max_norm": self.max_norm}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_quantizer", None)
+        return state
+
+
+class HNSWLibIndex:
+    """Approximate inner-product search with hnswlib (optional: ``pip install hnswlib``).
+
+    Same parameters as :class:`HNSWIndex`; kept to measure against faiss
+    (``benchmarks/scale.py``). hnswlib's ``ip`` space returns ``1 - u.v``; scores here are
+    ``u.v``.
+    """
+
+    kind = "hnswlib"
+
+    def __init__(self, vectors: np.ndarray | None = None, m: int = 32,
+                 ef_construction: int = 200, ef_search: int = 128, seed: int = DEFAULT_SEED,
+                 *, _index: Any = None, threads: int = -1) -> None:
+        hnswlib = _hnswlib()
+        self.m, self.ef_construction, self.ef_search = int(m), int(ef_construction), int(ef_search)
+        self.seed = int(seed)
+        if _index is None:
+            v = _vectors(vectors)  # type: ignore[arg-type]
+            _index = hnswlib.Index(space="ip", dim=v.shape[1])
+            _index.init_index(max_elements=len(v), M=self.m, ef_construction=self.ef_construction,
+                              random_seed=self.seed)
+            _index.add_items(v, np.arange(len(v)), num_threads=threads)
+        self.index = _index
+        self.n_items, self.dim = int(_index.get_current_count()), int(_index.dim)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = check_k(k)
+        q = _queries(queries, self.dim)
+        w = min(k, self.n_items)
+        self.index.set_ef(max(self.ef_search, w))
+        if not len(q):
+            return np.zeros((0, w), np.int64), np.zeros((0, w))
+        labels, dist = self.index.knn_query(q, k=w)
+        return labels.astype(np.int64), 1.0 - dist.astype(np.float64)
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim, "m": self.m,
+                "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+                "seed": self.seed}
+
+    def to_bytes(self) -> np.ndarray:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "index.hnsw"
+            self.index.save_index(str(f))
+            return np.frombuffer(f.read_bytes(), dtype=np.uint8).copy()
 
     def save(self, path: str | Path) -> Path:
-        faiss = _faiss()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / "index.faiss") as tmp:
-            faiss.write_index(self.index, str(tmp))
-        _write_manifest(path, {"kind": self.kind, "m": self.m,
-                               "ef_construction": self.ef_construction,
-                               "ef_search": self.ef_search}, ["index.faiss"])
+        with atomic_path(path / "index.hnsw") as tmp:
+            self.index.save_index(str(tmp))
+        _write_manifest(path, self.meta(), ["index.hnsw"])
         return path
+
+
+def _hnswlib() -> Any:
+    try:
+        import hnswlib
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("index kind 'hnswlib' needs hnswlib: pip install hnswlib "
+                          "(built from source; needs a C++ compiler)") from e
+    return hnswlib
+
+
+def _hnswlib_from_file(f: Path, meta: dict[str, Any]) -> HNSWLibIndex:
+    index = _hnswlib().Index(space="ip", dim=int(meta["dim"]))
+    index.load_index(str(f))
+    return HNSWLibIndex(m=meta["m"], ef_construction=meta["ef_construction"],
+                        ef_search=meta["ef_search"], seed=meta.get("seed", DEFAULT_SEED),
+                        _index=index)
 
 
 def _faiss() -> Any:
@@ -161,7 +363,13 @@ def _write_manifest(path: Path, meta: dict[str, Any], files: list[str]) -> None:
     atomic_write_text(path / MANIFEST, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def load_index(path: str | Path) -> ExactIndex | HNSWIndex:
+AnyIndex = ExactIndex | HNSWIndex | IVFIndex | HNSWLibIndex
+
+#: index kinds :func:`build_index` accepts
+INDEX_KINDS = ("auto", "exact", "ivf", "hnsw", "hnswlib")
+
+
+def load_index(path: str | Path) -> AnyIndex:
     """Load an index saved by ``save``, after checking every file's sha256."""
     path = Path(path)
     try:
@@ -175,27 +383,78 @@ def load_index(path: str | Path) -> ExactIndex | HNSWIndex:
     if meta.get("kind") == "exact":
         vectors = np.load(path / "vectors.npy", allow_pickle=False)
         return ExactIndex(vectors, seed=int(meta.get("seed", DEFAULT_SEED)))
-    if meta.get("kind") == "hnsw":
-        index = _faiss().read_index(str(path / "index.faiss"))
-        return HNSWIndex(m=meta["m"], ef_construction=meta["ef_construction"],
-                         ef_search=meta["ef_search"], _index=index)
+    if meta.get("kind") in ("hnsw", "ivf"):
+        return _faiss_from(_faiss().read_index(str(path / "index.faiss")), meta)
+    if meta.get("kind") == "hnswlib":
+        return _hnswlib_from_file(path / "index.hnsw", meta)
     raise ArtifactError(f"{path}: unknown index kind {meta.get('kind')!r}")
 
 
-def build_index(vectors: np.ndarray, kind: str = "auto", **params: Any) -> ExactIndex | HNSWIndex:
-    """``"exact"``, ``"hnsw"``, or ``"auto"``: HNSW from :data:`ANN_MIN_ITEMS` items when faiss
-    is installed, exact below (and without faiss)."""
+def _faiss_from(index: Any, meta: dict[str, Any]) -> HNSWIndex | IVFIndex:
+    if meta["kind"] == "hnsw":
+        return HNSWIndex(m=meta["m"], ef_construction=meta["ef_construction"],
+                         ef_search=meta["ef_search"], _index=index)
+    return IVFIndex(nprobe=meta["nprobe"], seed=meta.get("seed", DEFAULT_SEED), _index=index,
+                    max_norm=meta["max_norm"])
+
+
+def index_from_bytes(meta: dict[str, Any], blob: np.ndarray) -> AnyIndex:
+    """An index from :meth:`to_bytes` and :meth:`meta` (its caller checked the sha256)."""
+    kind = meta.get("kind")
+    blob = np.ascontiguousarray(blob, dtype=np.uint8)
+    if kind == "exact":
+        vectors = np.frombuffer(blob.tobytes(), dtype=np.float32).reshape(-1, int(meta["dim"]))
+        return ExactIndex(vectors, seed=int(meta.get("seed", DEFAULT_SEED)))
+    if kind in ("hnsw", "ivf"):
+        return _faiss_from(_faiss().deserialize_index(blob), meta)
+    if kind == "hnswlib":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "index.hnsw"
+            f.write_bytes(blob.tobytes())
+            return _hnswlib_from_file(f, meta)
+    raise ArtifactError(f"unknown index kind {kind!r}")
+
+
+def build_index(vectors: np.ndarray, kind: str = "auto", **params: Any) -> AnyIndex:
+    """``"exact"``, ``"ivf"``, ``"hnsw"``, ``"hnswlib"``, or ``"auto"``: IVF from
+    :data:`ANN_MIN_ITEMS` items when faiss is installed, exact below (and without faiss).
+
+    The approximate kinds refuse, before building, when their estimate
+    (:func:`index_memory`) does not fit in the memory available (:mod:`explorec.memory`).
+    """
+    if kind not in INDEX_KINDS:
+        raise ExploRecError(f"unknown index kind {kind!r}: use {', '.join(INDEX_KINDS)}")
     if kind == "auto":
         try:
             _faiss()
-            kind = "hnsw" if len(vectors) >= ANN_MIN_ITEMS else "exact"
+            kind = "ivf" if len(vectors) >= ANN_MIN_ITEMS else "exact"
         except ImportError:
             kind = "exact"
     if kind == "exact":
         return ExactIndex(vectors, **params)
+    from explorec.memory import check_memory, format_bytes
+
+    v = np.asarray(vectors)
+    need = index_memory(kind, *v.shape, m=int(params.get("m", 32)))
+    check_memory(f"a {kind} index needs ~{format_bytes(need)} for {len(v):,} items", need,
+                 alternative="use --index exact, or fewer item vectors")
     if kind == "hnsw":
-        return HNSWIndex(vectors, **params)
-    raise ExploRecError(f"unknown index kind {kind!r}: use auto, exact or hnsw")
+        return HNSWIndex(v, **params)
+    if kind == "ivf":
+        return IVFIndex(v, **params)
+    return HNSWLibIndex(v, **params)
+
+
+def index_memory(kind: str, n_items: int, dim: int, m: int = 32) -> int:
+    """Bytes an index of ``n_items`` ``dim``-dimensional vectors needs while it is built."""
+    vectors = 4 * n_items * dim
+    if kind == "exact":
+        return vectors
+    if kind == "ivf":  # the vectors in the cells, a copy for training, the assignment
+        return 2 * vectors + 16 * n_items
+    return vectors + 2 * 4 * m * n_items + 64 * n_items  # graph links, two levels' worth
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

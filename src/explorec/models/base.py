@@ -75,6 +75,7 @@ class BaseRecommender(ABC):
         self.users_: IdMap | None = None
         self.items_: IdMap | None = None
         self.fit_seconds_: float = 0.0
+        self.index_: Any = None  # a nearest-neighbour index over item vectors (build_index)
         self._inputs: FitInputs | None = None
 
     # ------------------------------------------------------------- parameters
@@ -114,6 +115,7 @@ class BaseRecommender(ABC):
         t0 = time.perf_counter()
         self.users_, self.items_ = train.users, train.items
         self.user_items_ = train.matrix()
+        self.drop_index()
         self._inputs = FitInputs(train=train, catalog=catalog, split=split)
         try:
             self._fit(self.user_items_)
@@ -288,6 +290,8 @@ class BaseRecommender(ABC):
         if exclude is None and exclude_seen:
             exclude = X
         users = np.asarray(users, dtype=np.int64)
+        if self.index_ is not None and candidates is None:
+            return self._recommend_with_index(users, k, exclude, seed)
         parts = []
         step = score_rows(X.shape[1], batch_size)
         for s in range(0, len(users), step):
@@ -355,9 +359,75 @@ class BaseRecommender(ABC):
         keep = int((out_items >= 0).sum(axis=1).max()) if n else 0
         return out_items[:, :keep], out_scores[:, :keep]
 
+    # ------------------------------------------------------------- nearest-neighbour index
+    def build_index(self, kind: str = "auto", **params: Any) -> Any:
+        """Build a nearest-neighbour index (:mod:`explorec.index`) over the item vectors of
+        :meth:`factor_vectors` and use it in :meth:`recommend` and :meth:`similar_items`.
+
+        ``kind="auto"`` builds the default approximate index (IVF) from
+        :data:`explorec.index.ANN_MIN_ITEMS` items and none below (exact scoring is then as
+        fast); ``"exact"`` removes the index. Returns the index, or None. Rows the index
+        leaves short of ``k`` (an approximate search can) are ranked exactly. The index is
+        saved with the model (:meth:`save`).
+        """
+        from explorec.index import ANN_MIN_ITEMS, INDEX_KINDS, build_index
+
+        if kind not in INDEX_KINDS:
+            raise ExploRecError(f"unknown index kind {kind!r}: use {', '.join(INDEX_KINDS)}")
+        self._check_fitted()
+        fv = self.factor_vectors()
+        if fv is None:
+            if kind in ("auto", "exact"):
+                self.drop_index()
+                return None
+            raise ExploRecError(f"model {self.name!r} has no item vectors to index; an ANN index "
+                                "serves factor models (ials, bpr, two-tower)")
+        if kind == "exact" or (kind == "auto" and self.n_items < ANN_MIN_ITEMS):
+            self.drop_index()
+            return None
+        self.drop_index()
+        self._index_vectors = (np.ascontiguousarray(fv[0], dtype=np.float32),
+                               np.ascontiguousarray(fv[1], dtype=np.float32))
+        self.index_ = build_index(self._index_vectors[1], kind, **params)
+        if self.index_.kind == "exact":  # auto without faiss
+            self.drop_index()
+        return self.index_
+
+    def drop_index(self) -> None:
+        """Stop using an index: exact scoring again."""
+        self.index_ = None
+        self._index_vectors: tuple[np.ndarray, np.ndarray] | None = None
+        self._similar_index: Any = None
+
+    def _indexed_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The factor vectors behind the index, computed once (two-tower's cost a pass)."""
+        if self._index_vectors is None:
+            fv = self.factor_vectors()
+            assert fv is not None
+            self._index_vectors = (np.ascontiguousarray(fv[0], dtype=np.float32),
+                                   np.ascontiguousarray(fv[1], dtype=np.float32))
+        return self._index_vectors
+
+    def _recommend_with_index(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                              seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from explorec.index import recommend_from_index
+
+        U = self._indexed_vectors()[0]
+        ex = sp.csr_matrix(exclude[users]) if exclude is not None else None
+        items, scores = recommend_from_index(self.index_, U[users], k, exclude=ex)
+        # rows the approximate search left short of what exact ranking would return
+        eligible = self.n_items - (np.diff(ex.indptr) if ex is not None else 0)
+        short = np.flatnonzero((items >= 0).sum(axis=1) < np.minimum(k, eligible))
+        if len(short):
+            top, vals = top_items(self.score(users[short]), k, rows=users[short], seed=seed,
+                                  exclude=ex[short] if ex is not None else None, warn=False)
+            items[short], scores[short] = -1, -np.inf
+            items[short, :top.shape[1]], scores[short, :top.shape[1]] = top, vals
+        return _stack_lists([(items, scores)], k, len(users))
+
     def factor_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(user vectors (n_users, d), item vectors (n_items, d)) when the model's score is
-        exactly their inner product (ials, bpr), else None. Nearest-neighbour indexes
+        exactly their inner product (ials, bpr, two-tower), else None. Nearest-neighbour indexes
         (:mod:`explorec.index`) are built over the item vectors."""
         return None
 
@@ -375,9 +445,36 @@ class BaseRecommender(ABC):
         k = check_k(k)
         self._check_fitted()
         items = np.asarray(items, dtype=np.int64)
+        if self.index_ is not None:
+            return self._similar_with_index(items, k)
         sim = np.asarray(self._item_similarity(items), dtype=np.float64)
         own = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)), shape=sim.shape)
         return _stack_lists([top_items(sim, k, rows=items, exclude=own, warn=False)], k, len(items))
+
+    def _similar_with_index(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine neighbours from an index of the same kind over unit item vectors."""
+        from explorec.index import build_index
+
+        V = self._indexed_vectors()[1]
+        V = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+        if self._similar_index is None:
+            meta = self.index_.meta()
+            params = {p: meta[p] for p in ("m", "ef_construction", "ef_search", "nlist", "nprobe")
+                      if p in meta}
+            self._similar_index = build_index(V, meta["kind"], **params)
+        own = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)),
+                            shape=(len(items), self.n_items))
+        from explorec.index import recommend_from_index
+
+        top, vals = recommend_from_index(self._similar_index, V[items], k, exclude=own)
+        short = np.flatnonzero((top >= 0).sum(axis=1) < min(k, self.n_items - 1))
+        if len(short):
+            sim = V[items[short]] @ V.T
+            t, v = top_items(sim.astype(np.float64), k, rows=items[short], exclude=own[short],
+                             warn=False)
+            top[short], vals[short] = -1, -np.inf
+            top[short, :t.shape[1]], vals[short, :t.shape[1]] = t, v
+        return _stack_lists([(top, vals)], k, len(items))
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Default: cosine of item columns of the training matrix."""
@@ -398,6 +495,9 @@ class BaseRecommender(ABC):
                 "fit_seconds": self.fit_seconds_}
         arrays = {"user_items": X, "user_ids": np.asarray(self.users_.ids, dtype=object),
                   "item_ids": np.asarray(self.items_.ids, dtype=object), **self._state()}
+        if self.index_ is not None:  # the library's native bytes; the manifest has their sha256
+            meta["index"] = self.index_.meta()
+            arrays["index_bytes"] = self.index_.to_bytes()
         return save_artifact(path, meta, arrays)
 
     @classmethod
@@ -416,10 +516,18 @@ class BaseRecommender(ABC):
         model.users_ = IdMap.from_values(arrays.pop("user_ids").astype(object))
         model.items_ = IdMap.from_values(arrays.pop("item_ids").astype(object))
         model.fit_seconds_ = float(manifest.get("fit_seconds", 0.0))
+        index_bytes = arrays.pop("index_bytes", None)
         for name in klass._state_names:
             if name not in arrays:
                 raise ArtifactError(f"{path}: array {name!r} missing for model {klass.name!r}")
         model._set_state(arrays)
+        if "index" in manifest:
+            from explorec.index import index_from_bytes
+
+            if index_bytes is None:
+                raise ArtifactError(f"{path}: the manifest names an index but index_bytes is missing")
+            model.drop_index()
+            model.index_ = index_from_bytes(manifest["index"], index_bytes)
         return model
 
     def _set_state(self, arrays: dict[str, Any]) -> None:

@@ -319,6 +319,17 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
             v = torch.as_tensor(self.item_vectors_, device=dev)
             return self.net_.users(v, self.net_.attention_logits(v), hist, mask).cpu().numpy()
 
+    def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[u, 1]`` for every training user and ``[v_i, b_i / temperature]``: their inner
+        product is the model's score."""
+        assert self.history_ is not None and self.item_vectors_ is not None
+        assert self.item_biases_ is not None
+        U = np.vstack([self.user_vectors(self.history_[s:s + 4096])
+                       for s in range(0, self.history_.shape[0], 4096)])
+        U = np.hstack([U, np.ones((len(U), 1), U.dtype)]).astype(np.float32)
+        V = np.hstack([self.item_vectors_, self.item_biases_[:, None]]).astype(np.float32)
+        return U, V
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """``<u, v_i> + b_i / temperature`` (the training logit divided by the temperature)."""
         assert self.item_vectors_ is not None and self.item_biases_ is not None
