@@ -103,7 +103,7 @@ def ials_model():
 def test_model_recommends_through_an_ann_index(ials_model, kind: str) -> None:
     users = np.arange(400)
     exact_items, _ = ials_model.recommend(users, 50)
-    ials_model.build_index(kind, **({"nprobe": 32} if kind == "ivf" else {}))
+    ials_model.build_index(kind, **({"nprobe": 48} if kind == "ivf" else {}))
     try:
         items, scores = ials_model.recommend(users, 50)
         assert items.shape == exact_items.shape
@@ -174,3 +174,31 @@ def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_recommend_cli_through_an_index_matches_exact_closely(tmp_path) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from explorec.cli.main import app
+
+    base = ["--dataset", "synthetic", "--dataset-option", "n_users=600", "--dataset-option",
+            "n_items=3000", "--dataset-option", "n_interactions=20000"]
+    art = tmp_path / "ials"
+    res = CliRunner().invoke(app, ["recommend", *base, "--model", "ials", "--param",
+                                   "ials.iterations=4", "--k", "20", "-o",
+                                   str(tmp_path / "exact.parquet"), "--save-model", str(art)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["recommend", "--artifact", str(art), "--k", "20", "--index",
+                                   "hnsw", "-o", str(tmp_path / "ann.parquet"), "--chunk-users",
+                                   "250"])
+    assert res.exit_code == 0, res.output
+    assert "hnsw index" in res.output
+    exact, approx = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("exact", "ann"))
+    assert len(approx) == len(exact) == 600 * 20
+    a = approx.groupby("user")["item"].apply(set)
+    e = exact.groupby("user")["item"].apply(set)
+    assert np.mean([len(a[u] & e[u]) / 20 for u in e.index]) >= 0.95
+    res = CliRunner().invoke(app, ["recommend", "--artifact", str(art), "--index", "lsh",
+                                   "-o", str(tmp_path / "x.csv")])
+    assert res.exit_code != 0 and "--index 'lsh'" in res.output

@@ -75,7 +75,7 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
                   split: str | None, seed: int, cold_fraction: float, k: int,
                   params: dict[str, dict[str, Any]], save_model: Path | None, explain: bool,
                   with_item_columns: list[str], chunk_users: int = 20_000,
-                  scheduler: str | None = None) -> None:
+                  scheduler: str | None = None, index: str = "auto") -> None:
     """Fit (or load) a model and write each user's top-``k`` to ``output``, ``chunk_users``
     users at a time: memory holds one chunk's scores and rows, never the whole output."""
     from explorec.evaluate.protocol import part_matrices
@@ -139,6 +139,7 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
         if absent:
             raise typer.BadParameter(f"--with-item-columns: {absent} not in the item file "
                                      f"{catalog.source}; it has {catalog.columns}")
+    _use_index(m, index, from_artifact=artifact is not None)
     users_map, items_map = m.users_, m.items_
     if wanted is None:
         known, unknown = np.asarray(default_users, dtype=np.int64), []
@@ -178,6 +179,28 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
         console.print(f"saved model to {save_model}")
     console.print(f"wrote {n_rows:,} rows for {len(known) + len(unknown):,} users to {output} "
                   f"({fmt})")
+
+
+def _use_index(m: Any, kind: str, *, from_artifact: bool) -> None:
+    """``--index``: keep an artifact's index under auto, else build (or drop) the one asked."""
+    from explorec.index import ANN_MIN_ITEMS, INDEX_KINDS
+
+    if kind not in INDEX_KINDS:
+        raise typer.BadParameter(f"--index {kind!r}: use {', '.join(INDEX_KINDS)}")
+    if kind == "auto" and from_artifact and m.index_ is not None:
+        note(f"ranking through the artifact's {m.index_.kind} index ({m.index_.meta()})")
+        return
+    small = m.index_ is None and m.n_items < ANN_MIN_ITEMS
+    if kind == "exact" or (kind == "auto" and small):
+        m.drop_index()
+        return
+    if kind != "auto" and m.index_ is not None and m.index_.kind == kind:
+        return
+    with stage(f"index {m.n_items:,} item vectors ({kind})"):
+        built = m.build_index(kind)
+    if built is not None:
+        note(f"ranking through a {built.kind} index ({built.meta()}); rows it leaves short are "
+             "ranked exactly; --index exact ranks every item")
 
 
 class _ChunkPlan:

@@ -364,7 +364,7 @@ class BaseRecommender(ABC):
         """Build a nearest-neighbour index (:mod:`explorec.index`) over the item vectors of
         :meth:`factor_vectors` and use it in :meth:`recommend` and :meth:`similar_items`.
 
-        ``kind="auto"`` builds the default approximate index (IVF) from
+        ``kind="auto"`` builds the default approximate index (HNSW) from
         :data:`explorec.index.ANN_MIN_ITEMS` items and none below (exact scoring is then as
         fast); ``"exact"`` removes the index. Returns the index, or None. Rows the index
         leaves short of ``k`` (an approximate search can) are ranked exactly. The index is
@@ -407,6 +407,38 @@ class BaseRecommender(ABC):
             self._index_vectors = (np.ascontiguousarray(fv[0], dtype=np.float32),
                                    np.ascontiguousarray(fv[1], dtype=np.float32))
         return self._index_vectors
+
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray | None:
+        """Query vectors for users known by a history (rows over the model's items), such that
+        ``score_history(history) == history_vectors(history) @ item vectors.T`` for factor
+        models that fold a history in (ials, two-tower); None for the others."""
+        return None
+
+    def candidates_from_index(self, n: int, *, user: int = -1,
+                              history: sp.csr_matrix | None = None,
+                              exclude: np.ndarray | None = None
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Up to ``n`` best items and their scores for one user from the index, without
+        scoring the catalog: the query is the history's vector (:meth:`history_vectors`) when
+        the model folds histories in, else the training user's (``user``). ``exclude``: item
+        ids never returned. None when there is no index or no query vector (rank exactly)."""
+        if self.index_ is None:
+            return None
+        q = None
+        if history is not None and history.nnz:
+            q = self.history_vectors(history)
+        if q is None and 0 <= user < self.n_users:
+            q = self._indexed_vectors()[0][[user]]
+        if q is None:
+            return None
+        ex = np.unique(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
+        ex = ex[(ex >= 0) & (ex < self.n_items)]
+        mask = sp.csr_matrix((np.ones(len(ex)), ex, [0, len(ex)]), shape=(1, self.n_items))
+        from explorec.index import recommend_from_index
+
+        items, scores = recommend_from_index(self.index_, q, n, exclude=mask)
+        ok = items[0] >= 0
+        return items[0][ok], scores[0][ok]
 
     def _recommend_with_index(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                               seed: int) -> tuple[np.ndarray, np.ndarray]:

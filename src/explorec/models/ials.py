@@ -195,6 +195,15 @@ class IALS(BaseRecommender):
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Fold-in: one exact user half-step against the learned item factors."""
         assert self.item_factors_ is not None
+        return (self._fold_in(history) @ self.item_factors_.astype(np.float64).T).astype(np.float32)
+
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """The fold-in user factors of :meth:`score_history`."""
+        self._check_fitted()
+        return self._fold_in(sp.csr_matrix(history, dtype=np.float32)).astype(np.float32)
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        assert self.item_factors_ is not None
         X = sp.csr_matrix(history, dtype=np.float64)
         X.data[:] = 1.0
         V = self.item_factors_.astype(np.float64)
@@ -204,7 +213,7 @@ class IALS(BaseRecommender):
             U = self._half_step(X, V, np.zeros((X.shape[0], V.shape[1])), self._reg_vector(X))
         finally:
             self.solver = solver
-        return (U @ V.T).astype(np.float32)
+        return U
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         assert self.item_factors_ is not None

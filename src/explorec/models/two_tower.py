@@ -319,6 +319,12 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
             v = torch.as_tensor(self.item_vectors_, device=dev)
             return self.net_.users(v, self.net_.attention_logits(v), hist, mask).cpu().numpy()
 
+    def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
+        """``[u, 1]`` for histories: their inner product with ``factor_vectors()[1]`` is
+        :meth:`score_history`."""
+        U = self.user_vectors(sp.csr_matrix(history))
+        return np.hstack([U, np.ones((len(U), 1), U.dtype)]).astype(np.float32)
+
     def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``[u, 1]`` for every training user and ``[v_i, b_i / temperature]``: their inner
         product is the model's score."""

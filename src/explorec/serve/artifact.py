@@ -256,6 +256,12 @@ def build_artifact(output: str | Path, *, interactions: Interactions, catalog: I
     t0 = time.perf_counter()
     m.fit(interactions, catalog=catalog)
     fit_s = time.perf_counter() - t0
+    from explorec.index import ANN_MIN_ITEMS
+
+    if m.n_items >= ANN_MIN_ITEMS:  # factor models get an index for candidate generation
+        if progress:
+            progress(f"index {m.n_items:,} item vectors (auto)")
+        m.build_index("auto")
     items = interactions.items
     if texts is None and catalog is not None:
         texts = catalog.texts(items, getattr(m, "template", None) or template)

@@ -434,9 +434,13 @@ class Engine:
             self.sync()
             hist, ukey = self._history_idx(user, hist_items)
             tie_user = ukey if ukey >= 0 else (1 << 62) + external_key(user)
-            base_all = self.base_scores(hist, ukey)
-            cand = self._candidates(hist, base_all, candidates, exclude, tie_user)
-            base = base_all[cand]
+            pool = self._index_pool(hist, ukey, exclude) if candidates is None else None
+            if pool is not None:  # the model's ANN index named the pool: no catalog scoring
+                cand, base = pool
+            else:
+                base_all = self.base_scores(hist, ukey)
+                cand = self._candidates(hist, base_all, candidates, exclude, tie_user)
+                base = base_all[cand]
             if len(cand) == 0:
                 positions = np.zeros(0, np.int64)
                 scores = props = np.zeros(0)
@@ -473,6 +477,32 @@ class Engine:
             while len(self._served) > self.config.event_cache:
                 self._served.popitem(last=False)
         return result, event
+
+    def _index_pool(self, hist: np.ndarray, ukey: int, exclude: Sequence[str] | None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The candidate pool and its base scores from the model's nearest-neighbour index
+        (built at train time for factor models from :data:`explorec.index.ANN_MIN_ITEMS`
+        items), or None to score every item: no index, items added since training (their
+        scores are calibrated against the catalog's), an empty history, or a pool as large as
+        what is left."""
+        if self.model.index_ is None or self.n_items != self.n_model or not len(hist):
+            return None
+        blocked = [hist]
+        if exclude:
+            blocked.append(np.asarray([self.index[e] for e in exclude if e in self.index],
+                                      np.int64))
+        if self._deleted.any():
+            blocked.append(np.flatnonzero(self._deleted))
+        block = np.unique(np.concatenate(blocked))
+        pool = self.config.pool_size
+        if self.n_model - len(block) <= pool:
+            return None
+        found = self.model.candidates_from_index(pool, user=ukey, history=_row(hist, self.n_model),
+                                                 exclude=block)
+        if found is None or not len(found[0]):
+            return None
+        order = np.argsort(found[0])
+        return found[0][order], found[1][order]
 
     def _candidates(self, hist: np.ndarray, base: np.ndarray, candidates: Sequence[str] | None,
                     exclude: Sequence[str] | None, tie_user: int) -> np.ndarray:

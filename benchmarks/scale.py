@@ -1,0 +1,477 @@
+"""Scale: fit times, batch scoring, ANN and Dask on 2M and 20M synthetic events, with peak RSS.
+
+    python benchmarks/scale.py                      # everything (about an hour on 2 cores)
+    python benchmarks/scale.py --sizes 2M --only fit,ann
+    python benchmarks/scale.py --quick              # small sizes, to check the script
+
+Every measurement runs in a fresh process (its peak resident memory is its own). Data:
+``explorec.data.synthetic.generate`` at seed 2020 — 2M events over 100,000 users x 20,000
+items, 20M events over 1,000,000 users x 100,000 items — generated once and cached as
+``.npy`` arrays (the generation itself is timed: the 20M set must come out in bounded time and
+memory). Jobs:
+
+- ``fit``: pop, itemknn, ease (refuses above its memory), slim, ials, bpr and two-tower
+  (one epoch each: their time per epoch), and ials beside ``implicit`` in the same run at the
+  same settings (64 factors, alpha 10, reg 1, 15 sweeps, BLAS at one thread). Goal: ials CPU
+  time <= 1.1x implicit's. From the 2M and 20M fit times, the exponent of growth
+  ``log(t20 / t2) / log(10)`` per model.
+- ``batch``: ``explorec recommend --artifact ials --k 100`` for every one of the 1M users
+  (100,000 items) through the default ANN index, in a subprocess; exact ranking on a sample
+  of users for the reference and its rate. Goal: ANN <= 5 minutes, recall@100 >= 0.95
+  against exact, peak RSS <= 6 GB.
+- ``ann``: IVF and HNSW (faiss) and hnswlib when installed, over the 20M model's 100k item
+  vectors and over 1M vectors (the 100k tiled 10x with noise), ms per query single and
+  batched, recall@100 against exact.
+- ``dask``: the same batch job for the 2M model's 100,000 users on a 2-worker LocalCluster
+  and in one process: identical output required, overhead <= 20%.
+
+Exit status 1 when a goal is missed. Results: benchmarks/results/scale.{json,md}; per-job
+results are kept in benchmarks/results/scale/ so that a partial rerun (``--only``) updates
+its part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+SIZES = {"2M": (100_000, 20_000, 2_000_000), "20M": (1_000_000, 100_000, 20_000_000),
+         # --quick
+         "20k": (2_000, 1_000, 20_000), "200k": (20_000, 5_000, 200_000)}
+FIT_MODELS: dict[str, dict[str, Any]] = {
+    "pop": {}, "itemknn": {}, "ease": {}, "slim": {"iterations": 10},
+    "ials": {"factors": 64, "alpha": 10.0, "reg": 1.0, "reg_exponent": 0.0, "iterations": 15},
+    "implicit": {"factors": 64, "alpha": 10.0, "reg": 1.0, "reg_exponent": 0.0,
+                 "iterations": 15, "solver": "implicit"},
+    "bpr": {"epochs": 1, "progress": False},
+    "two-tower": {"epochs": 1, "progress": False},
+}
+GOALS = {"ials_vs_implicit_cpu": 1.1, "batch_ann_seconds": 300.0, "batch_ann_recall": 0.95,
+         "batch_ann_rss_gb": 6.0, "dask_overhead": 1.2}
+CACHE = Path(os.environ.get("EXPLOREC_BENCH_CACHE", Path.home() / ".cache" / "explorec" / "bench"))
+
+
+def _rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ------------------------------------------------------------------ data
+def data_path(size: str) -> Path:
+    return CACHE / f"synthetic-{size}"
+
+
+def make_data(size: str) -> dict[str, Any]:
+    """Generate (or find) the size's data; returns the generation's time and memory."""
+    from explorec.data.synthetic import generate
+
+    path = data_path(size)
+    done = path / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    users, items, events = SIZES[size]
+    t0, c0 = time.perf_counter(), _cpu()
+    ds = generate(n_users=users, n_items=items, n_interactions=events, seed=2020)
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+    path.mkdir(parents=True, exist_ok=True)
+    inter = ds.interactions
+    np.save(path / "user.npy", inter.user)
+    np.save(path / "item.npy", inter.item)
+    ds.catalog.frame.reset_index()[["item", "title", "genres"]].to_parquet(path / "items.parquet")
+    info = {"size": size, "users": users, "items": items, "events": len(inter),
+            "generate_seconds": seconds, "generate_cpu_seconds": cpu, "peak_rss_gb": _rss_gb()}
+    done.write_text(json.dumps(info))
+    return info
+
+
+def load_data(size: str) -> Any:
+    """The cached arrays as Interactions (and the catalog, for two-tower)."""
+    import pandas as pd
+
+    from explorec.data.catalog import ItemCatalog
+    from explorec.data.interactions import IdMap, Interactions
+
+    path = data_path(size)
+    users, items, _ = SIZES[size]
+    inter = Interactions(users=IdMap.from_values([f"u{i}" for i in range(users)]),
+                         items=IdMap.from_values([f"i{i}" for i in range(items)]),
+                         user=np.load(path / "user.npy"), item=np.load(path / "item.npy"),
+                         source=f"synthetic-{size}")
+    frame = pd.read_parquet(path / "items.parquet")
+    return inter, ItemCatalog.from_frame(frame, source=str(path))
+
+
+# ------------------------------------------------------------------ jobs (each in a process)
+def job_fit(size: str, model: str) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from explorec.memory import MemoryLimitError
+    from explorec.models.registry import create_model
+
+    inter, catalog = load_data(size)
+    inter.matrix()
+    params = dict(FIT_MODELS[model])
+    name = "ials" if model == "implicit" else model
+    m = create_model(name, **params)
+    base_rss = _rss_gb()
+    t0, c0 = time.perf_counter(), _cpu()
+    try:
+        with threadpool_limits(1, "blas") if name == "ials" else _nothing():
+            m.fit(inter, catalog=catalog)
+    except MemoryLimitError as e:
+        return {"refused": str(e), "data_rss_gb": base_rss}
+    out = {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0,
+           "peak_rss_gb": _rss_gb(), "data_rss_gb": base_rss, "params": params}
+    if model == "ials":
+        m.save(CACHE / f"ials-{size}")
+    return out
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _child_rss(fn: Any) -> tuple[Any, float]:
+    """``fn()`` and the peak RSS (GB) of the largest child process waited for so far."""
+    res = fn()
+    return res, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+
+
+def job_batch(size: str, exact_users: int) -> dict[str, Any]:
+    import pandas as pd
+
+    from explorec.index import recall_at_k
+    from explorec.models.base import BaseRecommender
+
+    art = CACHE / f"ials-{size}"
+    if not art.exists():
+        raise RuntimeError(f"{art} missing: run the fit job for ials at {size} first")
+    out = CACHE / f"recs-{size}.parquet"
+    (seconds, output), rss = _child_rss(lambda: _timed_cli(
+        ["recommend", "--artifact", str(art), "--k", "100", "--index", "auto", "-o", str(out)]))
+    recs = pd.read_parquet(out, columns=["user", "item"])
+    n_users = recs["user"].nunique()
+    m = BaseRecommender.load(art)
+    rng = np.random.default_rng(2020)
+    sample = np.sort(rng.choice(m.n_users, min(exact_users, m.n_users), replace=False))
+    t0 = time.perf_counter()
+    exact, _ = m.recommend(sample, 100)
+    exact_seconds = time.perf_counter() - t0
+    ids = m.users_.to_external(sample)
+    items = m.items_.to_internal(recs["item"].to_numpy())
+    recs = recs.assign(i=items).set_index("user")
+    approx = np.full((len(sample), 100), -1)
+    got = recs.loc[ids].groupby(level=0, sort=False)["i"].apply(np.asarray)
+    for r, u in enumerate(ids):
+        row = got[u]
+        approx[r, :len(row)] = row
+    index_line = next((ln for ln in output.splitlines() if "index" in ln), "")
+    return {"users": int(n_users), "items": m.n_items, "ann_seconds": seconds,
+            "ann_peak_rss_gb": rss, "exact_users": len(sample), "exact_seconds": exact_seconds,
+            "exact_seconds_all_users_extrapolated": exact_seconds * m.n_users / len(sample),
+            "recall_at_100": recall_at_k(approx, exact), "index": index_line.strip()}
+
+
+def _timed_cli(args: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    t0 = time.perf_counter()
+    res = subprocess.run([str(Path(sys.executable).parent / "explorec"), *args], env=env,
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"explorec {' '.join(args)} failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    return time.perf_counter() - t0, res.stdout + res.stderr
+
+
+def job_ann(size: str, n_items: int, queries: int) -> dict[str, Any]:
+    from explorec.index import ExactIndex, build_index, recall_at_k
+    from explorec.models.base import BaseRecommender
+
+    m = BaseRecommender.load(CACHE / f"ials-{size}")
+    U, V = m.factor_vectors()
+    if n_items > len(V):  # tile the real vectors with noise up to n_items
+        rng = np.random.default_rng(2020)
+        reps = math.ceil(n_items / len(V))
+        V = np.vstack([V + rng.normal(0, 0.1 * V.std(axis=0), V.shape).astype(np.float32)
+                       for _ in range(reps)])[:n_items]
+    rng = np.random.default_rng(2021)
+    q = U[rng.choice(len(U), queries, replace=False)]
+    t0 = time.perf_counter()
+    exact, _ = ExactIndex(V).search(q, 100)
+    exact_ms = 1000 * (time.perf_counter() - t0) / len(q)
+    rows: list[dict[str, Any]] = [{"kind": "exact", "batched_ms_per_query": exact_ms,
+                                   "recall_at_100": 1.0}]
+    # (kind, build parameters, search settings to try)
+    configs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+        ("ivf", {}, [{"nprobe_frac": 8}, {"nprobe_frac": 4}]),
+        ("hnsw", {"m": 16, "ef_construction": 100}, [{"ef_search": e} for e in (100, 200)]),
+        ("hnsw", {"m": 32, "ef_construction": 200}, [{"ef_search": e} for e in (100, 200)]),
+        ("hnswlib", {"m": 16, "ef_construction": 100}, [{"ef_search": e} for e in (100, 200)])]
+    try:
+        import hnswlib  # noqa: F401
+    except ImportError:
+        configs = configs[:-1]
+        rows.append({"kind": "hnswlib", "note": "not installed (pip install hnswlib)"})
+    for kind, build, searches in configs:
+        t0 = time.perf_counter()
+        index = build_index(V, kind, **build)
+        build_s = time.perf_counter() - t0
+        for search in searches:
+            if kind == "ivf":
+                index.nprobe = max(1, index.nlist // search["nprobe_frac"])
+                shown = {"nlist": index.nlist, "nprobe": index.nprobe}
+            else:
+                index.ef_search = search["ef_search"]
+                shown = {"m": index.m, "ef_construction": index.ef_construction,
+                         "ef_search": index.ef_search}
+            t0 = time.perf_counter()
+            got, _ = index.search(q, 100)
+            batched = 1000 * (time.perf_counter() - t0) / len(q)
+            t0 = time.perf_counter()
+            for row in q[:200]:
+                index.search(row[None, :], 100)
+            single = 1000 * (time.perf_counter() - t0) / min(200, len(q))
+            rows.append({"kind": kind, **shown, "build_seconds": build_s,
+                         "batched_ms_per_query": batched, "single_ms_per_query": single,
+                         "recall_at_100": recall_at_k(got, exact)})
+        del index
+    return {"items": len(V), "dim": V.shape[1], "queries": len(q), "rows": rows,
+            "peak_rss_gb": _rss_gb()}
+
+
+def job_dask(size: str) -> dict[str, Any]:
+    import pandas as pd
+
+    art = CACHE / f"ials-{size}"
+    outs, times = {}, {}
+    for sched in ("single", "processes", "single", "processes"):  # twice each, best of two
+        out = CACHE / f"dask-{size}-{sched}.parquet"
+        seconds, _ = _timed_cli(["recommend", "--artifact", str(art), "--k", "100", "--index",
+                                 "exact", "--scheduler", sched, "-o", str(out)])
+        times[sched] = min(times.get(sched, float("inf")), seconds)
+        outs[sched] = out
+    a, b = (pd.read_parquet(outs[s]) for s in ("single", "processes"))
+    return {"single_seconds": times["single"], "dask_seconds": times["processes"],
+            "overhead": times["processes"] / times["single"], "identical": bool(a.equals(b)),
+            "rows": len(a)}
+
+
+JOBS = {"fit": job_fit, "batch": job_batch, "ann": job_ann, "dask": job_dask}
+
+
+def run_job(name: str, *args: Any, timeout: float) -> dict[str, Any]:
+    """One job in a fresh process; its JSON result, or the error it died with."""
+    cmd = [sys.executable, __file__, "--job", name, "--job-args", json.dumps(list(args))]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode or not lines:
+        tail = (res.stdout + res.stderr)[-1500:]
+        return {"error": f"exit {res.returncode} after {time.perf_counter() - t0:.0f} s: {tail}"}
+    return json.loads(lines[-1])
+
+
+# ------------------------------------------------------------------ report
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="2M,20M")
+    ap.add_argument("--only", default="data,fit,batch,ann,dask")
+    ap.add_argument("--models", default=",".join(FIT_MODELS))
+    ap.add_argument("--exact-users", type=int, default=20_000)
+    ap.add_argument("--queries", type=int, default=2_000)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--quick", action="store_true", help="20k and 200k events: checks the script")
+    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--job")
+    ap.add_argument("--job-args")
+    args = ap.parse_args()
+    if args.job:
+        print(json.dumps(JOBS[args.job](*json.loads(args.job_args)), default=float))
+        return 0
+    sizes = ["20k", "200k"] if args.quick else args.sizes.split(",")
+    small, big = sizes[0], sizes[-1]
+    only = set(args.only.split(","))
+    out = Path(args.output)
+    parts_dir = out / "scale"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    tag = "quick" if args.quick else "full"
+    store = parts_dir / f"{tag}.json"
+    results: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
+
+    def keep(key: str, value: Any) -> None:
+        results[key] = value
+        store.write_text(json.dumps(results, indent=1, default=float))
+        print(f"{key}: {json.dumps(value, default=float)[:400]}", flush=True)
+
+    if "data" in only or not all(data_path(s).joinpath("done.json").exists() for s in sizes):
+        for s in sizes:
+            keep(f"data/{s}", run_job("data", s, timeout=args.timeout)
+                 if not data_path(s).joinpath("done.json").exists() else make_data(s))
+    if "fit" in only:
+        for s in sizes:
+            for model in args.models.split(","):
+                keep(f"fit/{s}/{model}", run_job("fit", s, model, timeout=args.timeout))
+    if "batch" in only:
+        keep(f"batch/{big}", run_job("batch", big, args.exact_users, timeout=args.timeout))
+    if "ann" in only:
+        n_items = SIZES[big][1]
+        for n in (n_items, 10 * n_items):
+            keep(f"ann/{n}", run_job("ann", big, n, args.queries, timeout=args.timeout))
+    if "dask" in only:
+        keep(f"dask/{small}", run_job("dask", small, timeout=args.timeout))
+    return report(results, sizes, out, tag, args)
+
+
+JOBS["data"] = make_data
+
+
+def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
+           args: argparse.Namespace) -> int:
+    from explorec._io import atomic_write_json, atomic_write_text
+    from explorec.report import environment
+
+    small, big = sizes[0], sizes[-1]
+    failures: list[str] = []
+    env = environment()
+    load = os.getloadavg()
+    cmd = "python benchmarks/scale.py" + (" --quick" if args.quick else "")
+    lines = [f"# Scale ({', '.join(sizes)} synthetic events)", "",
+             f"Machine: {env['platform']}, {env['cpu_count']} cores (shared), load average "
+             f"{load[0]:.1f} at the end. Seed 2020. Command: `{cmd}`. Each figure comes from a "
+             "fresh process; RSS is its peak resident memory.", ""]
+    lines += ["## Data (`explorec.data.synthetic.generate`)", "",
+              "| size | users | items | events | generate s | peak RSS GB |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for s in sizes:
+        d = results.get(f"data/{s}", {})
+        if "events" in d:
+            lines.append(f"| {s} | {d['users']:,} | {d['items']:,} | {d['events']:,} | "
+                         f"{d['generate_seconds']:.0f} | {d['peak_rss_gb']:.2f} |")
+    lines += ["", "## Fit", "", "| model | " + " | ".join(
+        f"{s} s | {s} CPU s | {s} RSS GB" for s in sizes) + " | growth exponent |",
+        "|---|" + "---:|" * (3 * len(sizes) + 1)]
+    for model in FIT_MODELS:
+        cells, times = [], []
+        for s in sizes:
+            r = results.get(f"fit/{s}/{model}")
+            if r is None:
+                cells += ["—"] * 3
+            elif "refused" in r:
+                cells += ["refused: " + r["refused"].split(";")[0], "", ""]
+            elif "error" in r:
+                cells += ["error: " + r["error"][:80].replace("|", "/").replace("\n", " "), "", ""]
+            else:
+                cells += [f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}"]
+                times.append(r["seconds"])
+        growth = ""
+        if len(times) == len(sizes) == 2 and min(times) > 0:
+            ratio = SIZES[big][2] / SIZES[small][2]
+            growth = f"{math.log(times[1] / times[0]) / math.log(ratio):.2f}"
+        label = {"implicit": "implicit (same settings as ials)", "bpr": "bpr (1 epoch)",
+                 "two-tower": "two-tower (1 epoch)"}.get(model, model)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {growth} |")
+    lines.append("")
+    for s in sizes:
+        a, b = results.get(f"fit/{s}/ials", {}), results.get(f"fit/{s}/implicit", {})
+        if "cpu_seconds" in a and "cpu_seconds" in b:
+            ratio = a["cpu_seconds"] / b["cpu_seconds"]
+            ok = ratio <= GOALS["ials_vs_implicit_cpu"]
+            lines.append(f"- {s}: ials / implicit CPU time = {ratio:.2f} (goal <= "
+                         f"{GOALS['ials_vs_implicit_cpu']}) {'met' if ok else 'MISSED'}")
+            if not ok:
+                failures.append(f"ials/implicit at {s}: {ratio:.2f}")
+    b = results.get(f"batch/{big}")
+    if b:
+        lines += ["", f"## Batch top-100 ({big}: every user, `explorec recommend --artifact`)", ""]
+        if "error" in b:
+            lines.append(f"error: {b['error']}")
+            failures.append("batch: " + b["error"][:200])
+        else:
+            lines += [f"- ANN ({b['index']}): {b['users']:,} users x {b['items']:,} items in "
+                      f"{b['ann_seconds']:.0f} s, peak RSS {b['ann_peak_rss_gb']:.2f} GB, "
+                      f"recall@100 against exact {b['recall_at_100']:.4f} (on "
+                      f"{b['exact_users']:,} sampled users)",
+                      f"- exact: {b['exact_users']:,} users in {b['exact_seconds']:.1f} s "
+                      f"(all users at that rate: {b['exact_seconds_all_users_extrapolated']:.0f} s)"]
+            for what, ok in (("ANN seconds", b["ann_seconds"] <= GOALS["batch_ann_seconds"]),
+                             ("ANN recall", b["recall_at_100"] >= GOALS["batch_ann_recall"]),
+                             ("ANN RSS", b["ann_peak_rss_gb"] <= GOALS["batch_ann_rss_gb"])):
+                if not ok:
+                    failures.append(f"batch {what}")
+            lines.append(f"- goals (<= {GOALS['batch_ann_seconds']:.0f} s, recall >= "
+                         f"{GOALS['batch_ann_recall']}, RSS <= {GOALS['batch_ann_rss_gb']} GB): "
+                         + ("met" if not any(f.startswith("batch") for f in failures) else "MISSED"))
+    ann = sorted((k for k in results if k.startswith("ann/")), key=lambda k: int(k.split("/")[1]))
+    if ann:
+        lines += ["", "## ANN indexes (recall@100 against exact; ials item vectors)", "",
+                  "| items | index | parameters | build s | ms/query batched | ms/query single "
+                  "| recall@100 |",
+                  "|---:|---|---|---:|---:|---:|---:|"]
+        for key in ann:
+            r = results[key]
+            if "error" in r:
+                lines.append(f"| {key.split('/')[1]} | error | {r['error'][:100]} | | | | |")
+                continue
+            for row in r["rows"]:
+                params = ", ".join(f"{k}={row[k]}" for k in ("nlist", "nprobe", "m",
+                                                             "ef_construction", "ef_search")
+                                   if k in row)
+                if "note" in row:
+                    lines.append(f"| {r['items']:,} | {row['kind']} | {row['note']} | | | | |")
+                    continue
+                lines.append(f"| {r['items']:,} | {row['kind']} | {params} | "
+                             f"{row.get('build_seconds', 0):.1f} | {row['batched_ms_per_query']:.3f} | "
+                             f"{row.get('single_ms_per_query', float('nan')):.3f} | "
+                             f"{row['recall_at_100']:.4f} |")
+    d = results.get(f"dask/{small}")
+    if d:
+        lines += ["", f"## Dask (LocalCluster, 2 workers) vs one process ({small} model, every "
+                  "user, exact top-100)", ""]
+        if "error" in d:
+            lines.append(f"error: {d['error']}")
+            failures.append("dask: " + d["error"][:200])
+        else:
+            lines.append(f"- one process {d['single_seconds']:.1f} s, Dask {d['dask_seconds']:.1f} s: "
+                         f"ratio {d['overhead']:.2f} (goal <= {GOALS['dask_overhead']}); output "
+                         f"identical: {d['identical']} ({d['rows']:,} rows)")
+            if not d["identical"] or d["overhead"] > GOALS["dask_overhead"]:
+                failures.append(f"dask: ratio {d['overhead']:.2f}, identical {d['identical']}")
+    for key, r in results.items():
+        if key.startswith(("fit/", "data/", "ann/")) and "error" in r:
+            failures.append(f"{key}: {r['error'][:200]}")
+    lines += ["", "Goals missed: " + ("; ".join(failures) if failures else "none")]
+    name = "scale" if tag == "full" else "scale_quick"
+    atomic_write_json(out / f"{name}.json", {"results": results, "goals": GOALS,
+                                             "failures": failures, "environment": env,
+                                             "command": cmd})
+    atomic_write_text(out / f"{name}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
