@@ -463,6 +463,11 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
     for key, r in results.items():
         if key.startswith(("fit/", "data/", "ann/")) and "error" in r:
             failures.append(f"{key}: {r['error'][:200]}")
+    expected = [f"fit/{s}/{m}" for s in sizes for m in FIT_MODELS] + [
+        f"batch/{big}", f"ann/{SIZES[big][1]}", f"ann/{10 * SIZES[big][1]}", f"dask/{small}"]
+    missing = [k for k in expected if k not in results]
+    if missing:  # a goal nobody measured is not met
+        failures.append("not measured: " + ", ".join(missing))
     lines += ["", "Goals missed: " + ("; ".join(failures) if failures else "none")]
     name = "scale" if tag == "full" else "scale_quick"
     atomic_write_json(out / f"{name}.json", {"results": results, "goals": GOALS,

@@ -15,6 +15,7 @@ artifacts a user loads stay the safe JSON + ``.npy`` format.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,17 +27,19 @@ import scipy.sparse as sp
 from explorec.errors import ExploRecError
 from explorec.ranking import DEFAULT_SEED
 
-#: per client: (id of each object sent) -> its future on every worker, so that a model
-#: ranked in many chunks is sent once
-_SCATTERED: dict[int, dict[tuple[int, ...], Any]] = {}
+#: per client: id of each object sent -> (the object, its future on every worker), so that a
+#: model ranked in many chunks, or a split shared by many models, is sent once (the object is
+#: kept so that its id is not reused while the future lives)
+_SCATTERED: dict[int, dict[int, tuple[Any, Any]]] = {}
 
 
 def _send(client: Any, objs: list[Any]) -> list[Any]:
     cache = _SCATTERED.setdefault(id(client), {})
-    key = tuple(id(o) for o in objs)
-    if key not in cache:
-        cache[key] = (objs, client.scatter(objs, broadcast=True, hash=False))
-    return cache[key][1]
+    missing = list({id(o): o for o in objs if id(o) not in cache}.values())
+    if missing:
+        for o, fut in zip(missing, client.scatter(missing, broadcast=True, hash=False), strict=True):
+            cache[id(o)] = (o, fut)
+    return [cache[id(o)][1] for o in objs]
 
 
 def _distributed() -> Any:
@@ -48,11 +51,23 @@ def _distributed() -> Any:
     return distributed
 
 
+def check_scheduler(scheduler: str | None) -> str | None:
+    """``scheduler`` checked before any work starts: None for this process (None, "" or
+    "single"), else the value; anything but ``processes`` or a scheduler address raises."""
+    if scheduler in (None, "", "single"):
+        return None
+    if scheduler != "processes" and not str(scheduler).startswith(
+            ("tcp://", "tls://", "inproc://", "ucx://")):
+        raise ExploRecError(f"--scheduler {scheduler!r}: use single, processes or the address of "
+                            "a Dask scheduler (tcp://HOST:8786)")
+    return scheduler
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``scheduler`` (None for single process); a LocalCluster
     started here is closed on exit."""
-    if scheduler in (None, "", "single"):
+    if check_scheduler(scheduler) is None:
         yield None
         return
     dist = _distributed()
@@ -65,9 +80,6 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
             finally:
                 _SCATTERED.pop(id(client), None)
         return
-    if not str(scheduler).startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        raise ExploRecError(f"--scheduler {scheduler!r}: use single, processes or the address of "
-                            "a Dask scheduler (tcp://HOST:8786)")
     try:
         client = dist.Client(scheduler, timeout="10s")
     except OSError as e:
@@ -79,10 +91,21 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         client.close()
 
 
-def partitions(users: np.ndarray, n_parts: int) -> list[np.ndarray]:
-    """``users`` in ``n_parts`` contiguous, nearly equal pieces (empty ones dropped)."""
+def partitions(users: np.ndarray, n_parts: int, align: int = 1) -> list[np.ndarray]:
+    """``users`` in at most ``n_parts`` contiguous, nearly equal pieces (empty ones dropped),
+    each starting at a multiple of ``align``.
+
+    Aligning pieces to the scoring block of the single-process run (``align``) makes every
+    worker compute the same score blocks, the same BLAS calls on the same shapes: a matrix
+    product's last bits can depend on the shape it is called with, and a tie order on them.
+    """
     users = np.asarray(users, dtype=np.int64)
-    return [p for p in np.array_split(users, max(1, int(n_parts))) if len(p)]
+    align = max(1, int(align))
+    blocks = -(-len(users) // align)
+    n = max(1, min(int(n_parts), blocks))
+    cuts = [align * int(c) for c in np.linspace(0, blocks, n + 1).round()]
+    cuts[-1] = len(users)
+    return [users[a:b] for a, b in itertools.pairwise(cuts) if b > a]
 
 
 def _n_parts(client: Any, n_parts: int | None) -> int:
@@ -90,6 +113,17 @@ def _n_parts(client: Any, n_parts: int | None) -> int:
         return int(n_parts)
     workers = len(client.scheduler_info().get("workers", {})) if client is not None else 1
     return max(1, 4 * workers)
+
+
+#: users per scoring block of :func:`explorec.evaluate.protocol.evaluate_scores` (its default)
+EVAL_BLOCK = 1024
+
+
+def _score_block(model: Any) -> int:
+    """Users per scoring block of ``model.recommend`` (its default batch size)."""
+    from explorec.models.base import score_rows
+
+    return score_rows(model.n_items, 2048)
 
 
 def _recommend_part(model: Any, users: np.ndarray, k: int, exclude: Any, seed: int,
@@ -115,9 +149,11 @@ def recommend(model: Any, users: np.ndarray, k: int, *, client: Any = None,
     if client is None:
         return _recommend_part(model, users, k, exclude, seed, candidates)
     remote_model, remote_ex = _send(client, [model, exclude])
-    futures = [client.submit(_recommend_part, remote_model, part, k, remote_ex, seed,
-                             candidates, pure=False) for part in partitions(users, _n_parts(client, n_parts))]
-    results = client.gather(futures)
+    results = gather(submit(_recommend_part, [(remote_model, part, k, remote_ex, seed, candidates)
+                                              for part in partitions(
+                                                  users, _n_parts(client, n_parts),
+                                                  align=_score_block(model))],
+                            client=client), client=client)
     width = max((r[0].shape[1] for r in results), default=0)
     items = np.full((len(users), width), -1, dtype=np.int64)
     scores = np.full((len(users), width), -np.inf)
@@ -154,19 +190,107 @@ def evaluate(model: Any, split: Any, *, client: Any = None, part: str = "test",
     relevant, _, candidates = part_matrices(split, part)
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     remote_model, remote_split = _send(client, [model, split])
-    futures = [client.submit(_evaluate_part, remote_model, remote_split, p, part, ks, metrics,
-                             pure=False) for p in partitions(users, _n_parts(client, n_parts))]
-    pieces = client.gather(futures)
+    pieces = gather(submit(_evaluate_part, [(remote_model, remote_split, p, part, ks, metrics)
+                                            for p in partitions(users, _n_parts(client, n_parts),
+                                                                align=EVAL_BLOCK)],
+                           client=client), client=client)
     return combine_parts(pieces, train=split.train.matrix(), ks=ks, metrics=metrics,
                          candidates=candidates, n_items=relevant.shape[1])
 
 
 def fan_out(fn: Callable[..., Any], args: Sequence[Any], *, client: Any = None) -> list[Any]:
     """``[fn(a) for a in args]``, on the cluster when there is one (seeds, policies, trials),
-    results in the order of ``args``."""
+    results in the order of ``args``; an error raised by ``fn`` on a worker is raised here as
+    itself (see :func:`gather`)."""
     if client is None:
         return [fn(a) for a in args]
-    return client.gather(client.map(fn, list(args), pure=False))
+    return gather(submit(fn, [(a,) for a in args], client=client), client=client)
 
 
-__all__ = ["dask_client", "evaluate", "fan_out", "partitions", "recommend"]
+# ------------------------------------------------------------------ tasks with shared objects
+class _Raised:
+    """An exception caught on a worker, carried back as a task's value (so the worker logs no
+    'Compute Failed' traceback and the caller gets the error itself)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _portable(error: Exception) -> BaseException:
+    """``error`` when it survives pickling (explorec's errors do), else an ExploRecError with
+    its type and message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # any failure to round-trip: send the text
+        return ExploRecError(f"{type(error).__name__} on a Dask worker: {error}")
+    return error
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    for a in args:  # a task this one depends on failed: pass its error on
+        if isinstance(a, _Raised):
+            return a
+    try:
+        return fn(*args)
+    except Exception as e:  # re-raised by gather() in the caller
+        e.__traceback__ = None
+        return _Raised(_portable(e))
+
+
+def n_workers(client: Any = None) -> int:
+    """Workers of ``client``'s cluster (1 for this process)."""
+    if client is None:
+        return 1
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+def share(objs: Sequence[Any], *, client: Any = None) -> list[Any]:
+    """Each object on every worker once per client (futures to pass to :func:`submit`); the
+    objects themselves without a client. Objects are remembered by identity: do not change one
+    after sharing it, or :func:`release` it first so the next share sends the new state."""
+    if client is None:
+        return list(objs)
+    return _send(client, list(objs))
+
+
+def release(objs: Sequence[Any], *, client: Any = None) -> None:
+    """Forget shared ``objs`` (their copies on the workers are freed once no task needs them)."""
+    if client is None:
+        return
+    cache = _SCATTERED.get(id(client), {})
+    for o in objs:
+        cache.pop(id(o), None)
+
+
+def submit(fn: Callable[..., Any], args: Sequence[Sequence[Any]], *, client: Any = None
+           ) -> list[Any]:
+    """``fn(*a)`` for each ``a`` in ``args``: futures on the cluster (left there, to be passed
+    to later tasks or to :func:`gather`), values computed here without a client. Arguments
+    may be futures from :func:`share` or from an earlier ``submit``."""
+    if client is None:
+        return [fn(*a) for a in args]
+    return [client.submit(_guarded, fn, *a, pure=False) for a in args]
+
+
+def gather(handles: Sequence[Any], *, client: Any = None) -> list[Any]:
+    """The values of :func:`submit`'s handles, in order. An exception raised by a task on a
+    worker is raised here as the same exception (type and message; an exception that cannot
+    travel becomes an ExploRecError naming its type), not a Dask traceback."""
+    if client is None:
+        return list(handles)
+    try:
+        values = client.gather(list(handles))
+    except _distributed().KilledWorker as e:
+        raise ExploRecError(f"a Dask worker died while running a task ({e}); it may have run "
+                            "out of memory: give the workers more (dask worker --memory-limit) "
+                            "or use fewer per machine") from None
+    for v in values:
+        if isinstance(v, _Raised):
+            raise v.error
+    return values
+
+
+__all__ = ["check_scheduler", "dask_client", "evaluate", "fan_out", "gather", "n_workers",
+           "partitions", "recommend", "release", "share", "submit"]

@@ -288,8 +288,13 @@ def evaluate(
                          ] = None,
     markdown_path: Annotated[Path | None, typer.Option(
         "--markdown", help="Write a Markdown leaderboard.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Rank and score on Dask over user partitions (models are fitted "
+        "here): 'processes' (a LocalCluster, one worker per core) or tcp://HOST:8786 "
+        "(docs/scale.md). The metrics equal this process's. Default: this process.")] = None,
 ) -> None:
     """Fit models on the train part and report full-ranking metrics on valid and test."""
+    from explorec import scale
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.data.splits import SPLITS
     from explorec.errors import UnknownNameError
@@ -312,11 +317,12 @@ def evaluate(
         check_models_params(names, params)
         check_output(json_path, "--json")
         check_output(markdown_path, "--markdown")
+        scale.check_scheduler(scheduler)
         ds = data.load()
         sp = _make_split(ds, split, seed, cold_fraction)
-        with progress() as p:
+        with scale.dask_client(scheduler) as client, progress() as p:
             report = run_evaluation(sp, names, dataset=ds.name, catalog=ds.catalog, ks=ks,
-                                    metrics=mets, params=params, progress=p)
+                                    metrics=mets, params=params, progress=p, client=client)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
     report["command"] = _command_line()
@@ -485,6 +491,10 @@ def recommend(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Rank on Dask: 'processes' (a LocalCluster, one worker per core) or "
         "tcp://HOST:8786 (docs/scale.md). Default: this process.")] = None,
+    index: Annotated[str, typer.Option(
+        "--index", help="Nearest-neighbour index for factor models (ials, bpr, two-tower): "
+        "auto (an artifact's own index, else HNSW from 50,000 items, else exact), exact, ivf, "
+        "hnsw, hnswlib. Recall against exact: docs/scale.md.")] = "auto",
 ) -> None:
     """Write the top-k items for every user (or --users), excluding what each has seen.
 
@@ -502,7 +512,7 @@ def recommend(
                       save_model=save_model, explain=explain,
                       with_item_columns=parse_list(with_item_columns, "item column")
                       if with_item_columns else [], chunk_users=chunk_users,
-                      scheduler=scheduler)
+                      scheduler=scheduler, index=index)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
 

@@ -46,6 +46,10 @@ def simulate_command(
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown table.")
                              ] = None,
     list_policies: Annotated[bool, typer.Option("--list", help="List the policies and exit.")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Run the policy x seed runs on Dask: 'processes' (a LocalCluster, one "
+        "worker per core) or tcp://HOST:8786 (docs/scale.md). Results equal this process's. "
+        "Default: this process.")] = None,
 ) -> None:
     from explorec.cli.common import check_output, console, fail, out, parse_list, parse_params
     from explorec.errors import ExploRecError
@@ -76,9 +80,12 @@ def simulate_command(
         for flag, path in (("--json", json_path), ("--plot", plot_path),
                            ("--markdown", markdown_path)):
             check_output(path, flag)
+        from explorec.scale import check_scheduler
+
+        check_scheduler(scheduler)
         base = model
         results = _run(data, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
-                       encoder, batch_size, params)
+                       encoder, batch_size, params, scheduler)
     except (ExploRecError, ValueError, KeyError, typer.BadParameter) as err:
         fail(err)
     from explorec.simulate.report import SUMMARY_FIELDS, markdown_table, plot_curves, summarize
@@ -118,7 +125,9 @@ def simulate_command(
 
 
 def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds: list[int],
-         model: str, encoder: str, batch_size: int, params: dict[str, dict[str, Any]]) -> list[Any]:
+         model: str, encoder: str, batch_size: int, params: dict[str, dict[str, Any]],
+         scheduler: str | None = None) -> list[Any]:
+    from explorec import scale
     from explorec.cli.common import console, progress, stage
     from explorec.encoders import get_encoder
     from explorec.encoders.items import encode_items
@@ -144,7 +153,7 @@ def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds
             vectors = encode_items(ds.interactions.items, ds.catalog, enc)
     from explorec.simulate import simulate
 
-    with progress() as p:
+    with scale.dask_client(scheduler) as client, progress() as p:
         tasks = {}
 
         def advance(name: str, n: int) -> None:
@@ -158,7 +167,7 @@ def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds
 
         return simulate(ds, names, item_vectors=vectors, rounds=rounds, slate_size=slate_size,
                         seeds=seeds, model=model, batch_size=batch_size, policy_params=params,
-                        progress=advance, on_result=done)
+                        progress=advance, on_result=done, client=client)
 
 
 def register(app: typer.Typer) -> None:

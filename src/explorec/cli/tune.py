@@ -26,15 +26,24 @@ def tune(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split, the sampler and "
                                       "the models.")] = 2020,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after this many "
-                                                  "seconds (finishing the running trial).")
+                                                  "seconds (finishing the running batch of trials).")
                        ] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Fix a parameter in every trial: NAME=VALUE (repeatable).")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write the result (default benchmarks/results/tuning/MODEL.json when "
         "that folder exists).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Run trials on Dask: 'processes' (a LocalCluster, one worker per "
+        "core) or tcp://HOST:8786 (docs/scale.md). Default: this process.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", min=1, help="Trials proposed at a time and run in parallel (default: 1 in "
+        "this process, the number of workers with --scheduler). The trials proposed depend on "
+        "it, not on --scheduler: the same --batch gives the same result with or without one.")
+    ] = None,
 ) -> None:
     """Tune a model on validation NDCG@10 (seeded TPE; trial 0 is the current defaults)."""
+    from explorec import scale
     from explorec._io import atomic_write_json
     from explorec.cli.common import check_output, fail
     from explorec.data import make_split
@@ -50,6 +59,7 @@ def tune(
         fixed = _model_params(param, model)
         validate_params(model, model_class(model), fixed)
         check_output(json_path, "--json")
+        scale.check_scheduler(scheduler)
         split_name = split or default_split_for(model)
         ds = data.load()
         sp = make_split(ds.interactions, split_name, seed=seed)
@@ -57,8 +67,10 @@ def tune(
         def report(n: int, value: float, params: dict[str, Any]) -> None:
             console.print(f"trial {n:3d}  valid ndcg@10 {value:.4f}  {json.dumps(params)}")
 
-        result = tune_model(model, sp, trials=trials, seed=seed, catalog=ds.catalog,
-                            fixed=fixed, timeout=timeout, callback=report)
+        with scale.dask_client(scheduler) as client:
+            result = tune_model(model, sp, trials=trials, seed=seed, catalog=ds.catalog,
+                                fixed=fixed, timeout=timeout, callback=report,
+                                batch=batch or scale.n_workers(client), client=client)
     except (ExploRecError, ValueError, ImportError, typer.BadParameter) as e:
         fail(e)
     result.update({"dataset": ds.name, "command": "explorec " + shlex.join(sys.argv[1:]),

@@ -36,12 +36,16 @@ def run_evaluation(
     params: dict[str, dict[str, Any]] | None = None,
     progress: Any = None,
     measure_memory: bool = False,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Evaluate registered ``models`` on ``split``; returns the JSON-ready report.
 
     ``params`` overrides parameters per model name. ``progress`` is an optional
-    ``rich.progress.Progress`` used to show fit and evaluation steps.
+    ``rich.progress.Progress`` used to show fit and evaluation steps. With a Dask ``client``
+    (:func:`explorec.scale.dask_client`) each model is fitted here and ranked on the workers
+    over user partitions (:func:`explorec.scale.evaluate`): the same metrics, exactly.
     """
+    from explorec import scale
     from explorec.report import environment
 
     params = params or {}
@@ -79,10 +83,18 @@ def run_evaluation(
                 # next-item models read the validation items as the latest context of the
                 # test items (RecBole's protocol for sequential models); no retraining
                 model.extend_history(split.valid)
+                scale.release([model], client=client)  # workers get the extended model
             t = progress.add_task(f"{part} {name}", total=n) if progress else None
             adv = (lambda m, t=t: progress.advance(t, m)) if progress else None
-            parts[part] = evaluate_model(model, split, part=part, ks=tuple(ks),
-                                         metrics=tuple(metrics), progress=adv).metrics
+            if client is None:
+                parts[part] = evaluate_model(model, split, part=part, ks=tuple(ks),
+                                             metrics=tuple(metrics), progress=adv).metrics
+            else:
+                parts[part] = scale.evaluate(model, split, client=client, part=part,
+                                             ks=tuple(ks), metrics=tuple(metrics)).metrics
+                if adv:
+                    adv(n)
+        scale.release([model], client=client)
         eval_seconds = time.perf_counter() - t1
         entry: dict[str, Any] = {
             "model": name,

@@ -97,6 +97,7 @@ class IALS(BaseRecommender):
         self.threads = threads
         self.user_factors_: np.ndarray | None = None
         self.item_factors_: np.ndarray | None = None
+        self._item_factors64: tuple[np.ndarray, np.ndarray] | None = None
 
     def _check_params(self) -> None:
         if self.solver not in _SOLVERS:
@@ -189,8 +190,16 @@ class IALS(BaseRecommender):
         return self.user_factors_, self.item_factors_
 
     def _score(self, users: np.ndarray) -> np.ndarray:
+        """``U[users] V'``, summed in float64 and rounded to float32: float32 products of
+        float32 factors are exact in float64, so the result does not depend on how BLAS
+        blocks or threads the product (a Dask worker's single thread gives the same lists as
+        this process's two)."""
         assert self.user_factors_ is not None and self.item_factors_ is not None
-        return self.user_factors_[users] @ self.item_factors_.T
+        cached = self._item_factors64
+        if cached is None or cached[0] is not self.item_factors_:  # refit or loaded
+            cached = (self.item_factors_, np.ascontiguousarray(self.item_factors_.T, np.float64))
+            self._item_factors64 = cached
+        return (self.user_factors_[users].astype(np.float64) @ cached[1]).astype(np.float32)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Fold-in: one exact user half-step against the learned item factors."""

@@ -22,6 +22,7 @@ import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -236,6 +237,46 @@ def fit_base_model(env: Environment, dataset: Any, name: str, *, seed: int,
     return model
 
 
+@dataclass
+class SeedSetup:
+    """What every policy of one seed shares: the environment, the fitted base model and, for
+    neural-linear, the two-tower model whose embeddings it reads (None when not needed)."""
+
+    seed: int
+    env: Environment
+    base: Any
+    representation: Any = None
+
+
+def prepare_seed(dataset: Any, *, item_vectors: np.ndarray, seed: int, model: str = "ease",
+                 model_params: dict[str, Any] | None = None,
+                 env_options: dict[str, Any] | None = None,
+                 representation: bool = False) -> SeedSetup:
+    """Build seed ``seed``'s environment and fit its base model (and, with ``representation``,
+    the two-tower model neural-linear reads when the base model is another one)."""
+    from explorec.simulate.environment import build_environment
+
+    env = build_environment(dataset, item_vectors=item_vectors, seed=seed, **(env_options or {}))
+    base = fit_base_model(env, dataset, model, seed=seed, params=model_params)
+    rep = None
+    if representation:
+        rep = base if model == "two-tower" else fit_base_model(
+            env, dataset, "two-tower", seed=seed, params={"progress": False})
+    return SeedSetup(seed=seed, env=env, base=base, representation=rep)
+
+
+def run_setup(setup: SeedSetup, name: str, params: dict[str, Any] | None = None, *, rounds: int,
+              slate_size: int, batch_size: int = 100, n_candidates: int = 100, n_random: int = 20,
+              n_fresh: int = 10, progress: Callable[[int], None] | None = None) -> SimulationResult:
+    """One (policy, seed) run on a prepared seed: a fresh policy seeded with the setup's seed,
+    so the result depends on nothing but its arguments (runs may go to any process)."""
+    policy = make_policy(name, setup.env, setup.base, seed=setup.seed, params=params,
+                         representation=setup.representation)
+    return run_policy(setup.env, policy, setup.base, rounds=rounds, slate_size=slate_size,
+                      seed=setup.seed, batch_size=batch_size, n_candidates=n_candidates,
+                      n_random=n_random, n_fresh=n_fresh, progress=progress)
+
+
 def simulate(dataset: Any, policies: Sequence[str], *, item_vectors: np.ndarray, rounds: int,
              slate_size: int, seeds: Sequence[int], model: str = "ease",
              model_params: dict[str, Any] | None = None,
@@ -243,30 +284,51 @@ def simulate(dataset: Any, policies: Sequence[str], *, item_vectors: np.ndarray,
              n_candidates: int = 100, n_random: int = 20, n_fresh: int = 10,
              env_options: dict[str, Any] | None = None,
              progress: Callable[[str, int], None] | None = None,
-             on_result: Callable[[SimulationResult], None] | None = None) -> list[SimulationResult]:
+             on_result: Callable[[SimulationResult], None] | None = None,
+             client: Any = None) -> list[SimulationResult]:
     """Every policy x seed; one environment and one base model per seed, shared by the policies.
 
     When neural-linear runs on a base model other than two-tower, a two-tower model is also
     fit on the logged data of each seed for its embeddings.
-    """
-    from explorec.simulate.environment import build_environment
 
-    results = []
-    for seed in seeds:
-        env = build_environment(dataset, item_vectors=item_vectors, seed=seed, **(env_options or {}))
-        base = fit_base_model(env, dataset, model, seed=seed, params=model_params)
-        rep = None
-        if "neural-linear" in policies:
-            rep = base if model == "two-tower" else fit_base_model(
-                env, dataset, "two-tower", seed=seed, params={"progress": False})
-        for name in policies:
-            policy = make_policy(name, env, base, seed=seed, params=(policy_params or {}).get(name),
-                                 representation=rep)
-            res = run_policy(env, policy, base, rounds=rounds, slate_size=slate_size, seed=seed,
-                             batch_size=batch_size, n_candidates=n_candidates, n_random=n_random,
-                             n_fresh=n_fresh,
-                             progress=(lambda n, _name=name: progress(_name, n)) if progress else None)
+    With a Dask ``client`` (:func:`explorec.scale.dask_client`) the seeds are prepared here
+    (environments and base models fitted in this process, as without one), each seed's setup
+    goes to every worker once, and the policy x seed runs fan out to the workers; results come
+    back in the same order (seed by seed, policies in the given order) and equal the
+    single-process ones (``seconds`` aside). ``progress`` then advances once per finished run.
+    """
+    policy_params = policy_params or {}
+    prepare = partial(prepare_seed, dataset, item_vectors=item_vectors, model=model,
+                      model_params=model_params, env_options=env_options,
+                      representation="neural-linear" in policies)
+    run = partial(run_setup, rounds=rounds, slate_size=slate_size, batch_size=batch_size,
+                  n_candidates=n_candidates, n_random=n_random, n_fresh=n_fresh)
+    results: list[SimulationResult] = []
+    if client is None:
+        for seed in seeds:
+            setup = prepare(seed=seed)
+            for name in policies:
+                res = run(setup, name, policy_params.get(name),
+                          progress=(lambda n, _name=name: progress(_name, n)) if progress else None)
+                results.append(res)
+                if on_result:
+                    on_result(res)
+        return results
+    from explorec import scale
+
+    local = [prepare(seed=seed) for seed in seeds]
+    setups = scale.share(local, client=client)
+    jobs = [(setup, name) for setup in setups for name in policies]
+    try:
+        handles = scale.submit(run, [(setup, name, policy_params.get(name))
+                                     for setup, name in jobs], client=client)
+        for (_, name), handle in zip(jobs, handles, strict=True):
+            res = scale.gather([handle], client=client)[0]
             results.append(res)
+            if progress:
+                progress(name, rounds)
             if on_result:
                 on_result(res)
+    finally:
+        scale.release(local, client=client)  # the workers free them once the runs are done
     return results
