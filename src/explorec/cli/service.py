@@ -52,7 +52,7 @@ def train(
     try:
         if output.exists() and not output.is_dir():
             raise typer.BadParameter(f"--output {output} is a file; give a directory")
-        model_params = _model_params(param, model)
+        model_params = model_params_from_flags(param, model)
         validate_params(model, model_class(model), model_params)
         policy_params = _kv(policy_param, "--policy-param")
         policy_class(policy)
@@ -72,7 +72,7 @@ def train(
               f"({art.encoder_name})")
 
 
-def _model_params(values: list[str] | None, model: str) -> dict[str, Any]:
+def model_params_from_flags(values: list[str] | None, model: str) -> dict[str, Any]:
     """``--param NAME=VALUE`` (or ``MODEL.NAME=VALUE`` naming this command's model)."""
     out: dict[str, Any] = {}
     for key, value in _kv(values, "--param").items():

@@ -94,12 +94,12 @@ def simulate_command(
     table = Table(title=f"Simulation on {dataset}: {rounds:,} rounds, slate {slate_size}, "
                         f"{seeds} seed(s) from {seed}, base model {base}")
     table.add_column("policy")
-    from explorec.simulate.report import _LABELS, _fmt
+    from explorec.simulate.report import FIELD_LABELS, format_cell
 
     for f in SUMMARY_FIELDS:
-        table.add_column(_LABELS[f], justify="right")
+        table.add_column(FIELD_LABELS[f], justify="right")
     for r in rows:
-        table.add_row(r["policy"], *(_fmt(r[f], r[f + "_std"], f) for f in SUMMARY_FIELDS))
+        table.add_row(r["policy"], *(format_cell(r[f], r[f + "_std"], f) for f in SUMMARY_FIELDS))
     out.print(table)
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.report import environment

@@ -52,11 +52,11 @@ def tune(
     from explorec.report import environment
 
     try:
-        from explorec.cli.service import _model_params
+        from explorec.cli.service import model_params_from_flags
         from explorec.models.params import validate_params
 
         model_class(model)
-        fixed = _model_params(param, model)
+        fixed = model_params_from_flags(param, model)
         validate_params(model, model_class(model), fixed)
         check_output(json_path, "--json")
         scale.check_scheduler(scheduler)

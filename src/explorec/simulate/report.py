@@ -14,7 +14,7 @@ SUMMARY_FIELDS = ("cumulative_reward", "cumulative_regret", "ctr", "coverage",
                   "new_user_first_click_rounds", "new_users_reached",
                   "new_item_first_click_rounds", "new_items_reached", "seconds")
 
-_LABELS = {
+FIELD_LABELS = {
     "cumulative_reward": "clicks",
     "cumulative_regret": "regret",
     "ctr": "CTR",
@@ -42,7 +42,7 @@ def summarize(results: Sequence[SimulationResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: float, std: float, field: str) -> str:
+def format_cell(value: float, std: float, field: str) -> str:
     if np.isnan(value):
         return "n/a"
     if field in ("ctr", "coverage", "new_users_reached", "new_items_reached"):
@@ -53,10 +53,10 @@ def _fmt(value: float, std: float, field: str) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], fields: Sequence[str] = SUMMARY_FIELDS) -> str:
-    head = "| policy | " + " | ".join(_LABELS[f] for f in fields) + " |"
+    head = "| policy | " + " | ".join(FIELD_LABELS[f] for f in fields) + " |"
     sep = "|---|" + "---:|" * len(fields)
-    body = ["| " + r["policy"] + " | " + " | ".join(_fmt(r[f], r[f + "_std"], f) for f in fields) + " |"
-            for r in rows]
+    body = ["| " + r["policy"] + " | "
+            + " | ".join(format_cell(r[f], r[f + "_std"], f) for f in fields) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 
