@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/simulation.py --rounds 50000 --seeds 2020,2021,2022 --output benchmarks/results
 	$(BIN)/python benchmarks/memory_estimates.py --users 40000 --items 8000 --interactions 1000000
 	$(BIN)/python benchmarks/sparse_topk.py
+	$(BIN)/python benchmarks/parquet_dir.py
 	$(BIN)/python benchmarks/scale.py
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results

@@ -222,7 +222,12 @@ def _portable(error: Exception) -> BaseException:
     import pickle
 
     try:
-        pickle.loads(pickle.dumps(error))
+        pickle.dumps(error)
+        # what unpickling will do on this side: call the reduce constructor, restore the state
+        ctor, args, *rest = error.__reduce_ex__(2)
+        rebuilt = ctor(*args)
+        if rest and isinstance(rest[0], dict):
+            rebuilt.__dict__.update(rest[0])
     except Exception:  # any failure to round-trip: send the text
         return ExploRecError(f"{type(error).__name__} on a Dask worker: {error}")
     return error

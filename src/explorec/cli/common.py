@@ -215,7 +215,8 @@ def check_output(path: Path | None, flag: str) -> None:
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Random seed (RecBole's default 2020).")]
 DatasetOpt = Annotated[str, typer.Option(
     "--dataset", "-d", help="Registered name (see `explorec data list`) or a path: "
-    ".csv/.tsv/.parquet, RecBole .inter (reads its sibling .item/.user), GroupLens ml-100k.zip.")]
+    ".csv/.tsv/.parquet, a directory of .parquet files (flat or hive-partitioned), RecBole "
+    ".inter (reads its sibling .item/.user), GroupLens ml-100k.zip.")]
 
 
 @dataclass

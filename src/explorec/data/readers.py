@@ -26,7 +26,8 @@ def read_table(path: str | Path, *, sep: str | None = None, **kwargs: object) ->
     if path.stat().st_size == 0:
         raise DataError("empty file", source=path)
     if path.is_dir():
-        raise DataError("is a directory, not a file", source=path)
+        raise DataError("is a directory, not a file (a directory of Parquet files holds "
+                        "interactions only: --dataset DIR)", source=path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -102,23 +103,34 @@ def load_interactions(
     sep: str | None = None,
     duplicates: str = "error",
     max_id_length: int | None = None,
+    batch_size: int | None = None,
 ) -> Interactions:
-    """Load interactions from CSV/TSV/Parquet.
+    """Load interactions from CSV/TSV/Parquet, or a directory of Parquet files.
 
     ``columns`` maps our roles to the file's column names, e.g.
     ``{"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "ts"}``.
     ``rating`` and ``timestamp`` are optional: map them to ``None`` or leave them out when the
     file has no such column under the default name.
+
+    A directory (flat, or hive-partitioned ``dir/key=value/part.parquet``, where a key may be
+    a mapped column) is read in bounded memory, ``batch_size`` rows at a time
+    (:mod:`explorec.data.parquet_dir`), into the same interactions a single file with its
+    rows gives.
     """
     return read_interactions(path, columns=columns, sep=sep, duplicates=duplicates,
-                             max_id_length=max_id_length)[0]
+                             max_id_length=max_id_length, batch_size=batch_size)[0]
 
 
 def read_interactions(path: str | Path, *, columns: Mapping[str, str] | None = None,
                       sep: str | None = None, duplicates: str = "error",
-                      max_id_length: int | None = None
+                      max_id_length: int | None = None, batch_size: int | None = None
                       ) -> tuple[Interactions, dict[str, str | None]]:
     """:func:`load_interactions` plus the role -> file column mapping it used."""
+    if Path(path).is_dir():
+        from explorec.data.parquet_dir import read_parquet_dir
+
+        return read_parquet_dir(path, columns=columns, duplicates=duplicates,
+                                max_id_length=max_id_length, batch_size=batch_size)
     df = read_table(path, sep=sep)
     cols = resolve_columns(columns, df.columns, source=path)
     inter = Interactions.from_frame(

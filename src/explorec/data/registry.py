@@ -48,6 +48,18 @@ def _obd_entry() -> DatasetEntry:
     )
 
 
+def _instacart_entry() -> DatasetEntry:
+    from explorec.data.instacart import INSTACART_SOURCE, fetch_instacart, load_instacart_sample
+
+    return DatasetEntry(
+        "instacart-sample", "interactions",
+        "Instacart sample (optional; non-commercial terms): 593 users, 14,190 products, "
+        "150,000 order lines -> 54,137 (user, product) rows, rating = times bought, time = "
+        "order sequence (order_number, cart position), no product names",
+        INSTACART_SOURCE.describe(), fetch_instacart, lambda **_: load_instacart_sample(),
+    )
+
+
 def _synthetic_entry() -> DatasetEntry:
     from explorec.data.synthetic import generate
 
@@ -63,6 +75,7 @@ def _synthetic_entry() -> DatasetEntry:
 _ENTRIES: dict[str, Callable[[], DatasetEntry]] = {
     "ml-100k": _ml100k_entry,
     "obd": _obd_entry,
+    "instacart-sample": _instacart_entry,
     "synthetic": _synthetic_entry,
 }
 
@@ -100,8 +113,9 @@ def load_dataset(
 
     Paths: ``.inter`` (RecBole atomic; its sibling ``.item`` and ``.user`` files are read too),
     ``.csv``/``.tsv``/``.parquet`` (with ``columns`` mapping roles ``user``, ``item``,
-    ``rating``, ``timestamp`` to the file's names), or a GroupLens ``ml-100k.zip`` archive (or
-    its extracted folder).
+    ``rating``, ``timestamp`` to the file's names), a directory of Parquet files (flat or
+    hive-partitioned, read in bounded memory; the same ``columns``), or a GroupLens
+    ``ml-100k.zip`` archive (or its extracted folder).
 
     ``duplicates`` (own files): what to do with repeated (user, item) pairs (see
     :meth:`Interactions.from_frame`). ``min_rating`` keeps rows rated at least that;
@@ -139,7 +153,18 @@ def load_dataset(
             if path.suffix or "/" in name or "\\" in name:
                 raise DataError("file not found", source=name)
             raise UnknownNameError("dataset", name, list(_ENTRIES))
-        if path.suffix == ".zip" or path.is_dir():
+        if path.is_dir() and not _is_grouplens_dir(path):
+            from explorec.data.parquet_dir import is_parquet_dir
+
+            if not is_parquet_dir(path):
+                raise DataError("no .parquet files here: a directory dataset is a directory of "
+                                "Parquet files (flat or hive-partitioned) or an extracted "
+                                "GroupLens ml-100k folder (u.data, u.item)", source=path)
+            inter, cols = read_interactions(path, columns=columns, duplicates=duplicates,
+                                            max_id_length=max_id_length)
+            ds = Dataset(name=path.name, interactions=inter,
+                         columns={"user": str(cols["user"]), "item": str(cols["item"])})
+        elif path.suffix == ".zip" or path.is_dir():
             from explorec.data.movielens import load_grouplens_100k
 
             ds = load_grouplens_100k(path)
@@ -181,6 +206,11 @@ def load_dataset(
                             "catalog: pass --items FILE")
         catalog = catalog.with_template(template)
     return replace(ds, interactions=inter, catalog=catalog, users=user_table)
+
+
+def _is_grouplens_dir(path: Path) -> bool:
+    """An extracted GroupLens archive: a ``u.data`` file somewhere under ``path``."""
+    return any(p.is_file() for p in path.rglob("u.data"))
 
 
 def load_obd_collection() -> dict[str, object]:
