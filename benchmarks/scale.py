@@ -11,9 +11,10 @@ items, 20M events over 1,000,000 users x 100,000 items — generated once and ca
 memory). Jobs:
 
 - ``fit``: pop, itemknn, ease (refuses above its memory), slim, ials, bpr and two-tower
-  (one epoch each: their time per epoch), and ials beside ``implicit`` in the same run at the
-  same settings (64 factors, alpha 10, reg 1, 15 sweeps, BLAS at one thread). Goal: ials CPU
-  time <= 1.1x implicit's. From the 2M and 20M fit times, the exponent of growth
+  (one epoch each: their time per epoch; two-tower's includes encoding every item's text
+  with MiniLM once), and ials beside ``implicit`` in the same run at the same settings
+  (64 factors, alpha 10, reg 1, 15 sweeps, BLAS at one thread). Goal: ials CPU time <= 1.1x
+  implicit's. From the 2M and 20M fit times, the exponent of growth
   ``log(t20 / t2) / log(10)`` per model.
 - ``batch``: ``explorec recommend --artifact ials --k 100`` for every one of the 1M users
   (100,000 items) through the default ANN index, in a subprocess; exact ranking on a sample

@@ -354,3 +354,29 @@ def test_train_loop_stops_on_patience_and_restores_best_weights():
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, snapshots[1][k], rtol=0, atol=0)
     assert not torch.equal(snapshots[1]["weight"], snapshots[3]["weight"])
+
+
+def test_two_tower_large_data_path_draws_histories_from_sparse_rows(monkeypatch):
+    """Above a users x longest-history size, training never pads every user to the longest
+    history (that ran out of memory at 2M events) and the item tower runs over a batch's
+    distinct items only; the model trains the same way otherwise."""
+    import scipy.sparse as sp
+    import torch
+
+    from explorec.models import two_tower
+
+    M = sp.csr_matrix(np.array([[0, 1, 1, 1, 0, 1], [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]))
+    gen = torch.Generator().manual_seed(1)
+    rows = two_tower._random_rows(M, 3, gen)
+    assert rows.shape == (3, 3)
+    assert set(rows[0]) <= {1, 2, 3, 5} and len(set(rows[0])) == 3
+    assert rows[1, 0] == 0 and rows[2].tolist() == [0, 0, 0]
+    first, lengths = two_tower._padded_rows(M, keep_first=2)
+    assert first[0].tolist() == [1, 2] and lengths.tolist() == [2, 1, 0]
+
+    monkeypatch.setattr(two_tower, "_PADDED_CELLS", 10)
+    monkeypatch.setattr(two_tower, "_FULL_TOWER_ITEMS", 10)
+    ds = generate(n_users=120, n_items=90, n_interactions=1500, seed=4)
+    m = create_model("two-tower", encoder="tfidf", epochs=1, progress=False, batch_size=128)
+    m.fit(ds.interactions, catalog=ds.catalog)
+    assert np.isfinite(m.score(np.arange(5))).all()

@@ -114,9 +114,11 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         from explorec.models._neural import TORCH_BYTES, training_copies
 
         d = int(self.dim)
-        return (TORCH_BYTES + ENCODER_BYTES + 3 * 4 * n_items * 384
-                + training_copies(n_items * d + 384 * int(self.hidden)) + 3 * 8 * nnz
-                + 2 * 8 * n_users * int(self.max_history) + 3 * csr_bytes(nnz, n_users)
+        text = 2048 if self.encoder == "tfidf" else 768 if self.encoder != "minilm" else 384
+        return (TORCH_BYTES + ENCODER_BYTES + 3 * 4 * n_items * text
+                + training_copies(n_items * d + text * int(self.hidden)) + 5 * 8 * nnz
+                + 3 * 8 * n_users * (int(self.max_history) + 1) + 3 * csr_bytes(nnz, n_users)
+                + 20 * min(_PADDED_CELLS, n_users * min(n_items, nnz))
                 + score_block_bytes(n_items)
                 + (3 * 4 * int(self.batch_size) * n_items if self.loss == "full"
                    else 3 * 4 * int(self.batch_size) ** 2))
@@ -186,24 +188,36 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         pairs_u = users_pos.row.astype(np.int64)
         pairs_i = users_pos.col.astype(np.int64)
         self.history_ = time_ordered_matrix(inputs.train)
-        padded, lengths = _padded_rows(self.history_)
-        padded_t = torch.as_tensor(padded, device=dev)
-        lengths_t = torch.as_tensor(lengths, device=dev)
         L = self.max_history
+        lengths = np.diff(self.history_.indptr)
+        # small data: every user's whole list padded (the random order is one torch sort);
+        # large data: only L + 1 items per user are ever drawn, so memory stays O(interactions)
+        # however long the longest history is (a (users x longest) matrix ran out of memory)
+        compact = len(lengths) * max(1, int(lengths.max(initial=1))) > _PADDED_CELLS
+        if compact:
+            prefix_np, _ = _padded_rows(self.history_, keep_first=L + 1)
+            padded_t = torch.as_tensor(prefix_np, device=dev)
+        else:
+            padded, _ = _padded_rows(self.history_)
+            padded_t = torch.as_tensor(padded, device=dev)
+        lengths_t = torch.as_tensor(lengths, device=dev)
         bs = self.batch_size
         n_batches = int(np.ceil(len(pairs_u) / bs))
 
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.seed)
-        width = padded_t.shape[1]
-        slots = torch.arange(width, device=dev)
+        slots = torch.arange(max(padded_t.shape[1], L + 1), device=dev)
         state: dict[str, torch.Tensor] = {}
 
         def batches(epoch: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
             # one random order of every user's items per epoch (instead of a sort per batch)
-            keys = torch.rand(padded_t.shape, generator=gen, device=dev)
-            keys = keys.masked_fill(slots[None, :] >= lengths_t[:, None], 2.0)
-            state["perm"] = padded_t.gather(1, keys.argsort(dim=1)[:, :L + 1])
+            if compact:
+                state["perm"] = torch.as_tensor(_random_rows(self.history_, padded_t.shape[1], gen),
+                                                device=dev)
+            else:
+                keys = torch.rand(padded_t.shape, generator=gen, device=dev)
+                keys = keys.masked_fill(slots[None, :padded_t.shape[1]] >= lengths_t[:, None], 2.0)
+                state["perm"] = padded_t.gather(1, keys.argsort(dim=1)[:, :L + 1])
             state["prefix"] = padded_t[:, :L + 1]  # each user's earliest items, in time order
             order = rng.permutation(len(pairs_u))
             for s in range(0, len(order), bs):
@@ -234,7 +248,10 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
                 mask = mask * (~drop)
             return net.items(text[ids], ids, mask)
 
-        small_catalog = n_items <= 2 * bs * (L + 1)
+        # the item tower runs over the whole catalog per step only where that is cheap;
+        # above, over the batch's distinct items (the catalog-wide pass made an epoch's cost
+        # grow with items x interactions)
+        small_catalog = n_items <= _FULL_TOWER_ITEMS
 
         def step(batch):  # type: ignore[no-untyped-def]
             u, pos = batch
@@ -414,19 +431,45 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         self.net_ = net.to(torch_device(self.device)).eval()
 
 
-def _padded_rows(M: sp.csr_matrix, keep_last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+#: users x longest-history cells above which training draws histories from the sparse rows
+_PADDED_CELLS = 20_000_000
+#: catalogs up to this size run the item tower over every item at each step
+_FULL_TOWER_ITEMS = 8192
+
+
+def _random_rows(M: sp.csr_matrix, width: int, gen: Any) -> np.ndarray:
+    """(rows, width) int64: up to ``width`` entries of each CSR row in a random order (from the
+    torch generator ``gen``), in O(non-zeros) memory; short rows are 0-padded."""
+    import torch
+
+    M = sp.csr_matrix(M)
+    keys = torch.rand(M.nnz, generator=gen, device=gen.device).cpu().numpy()
+    row = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+    order = np.lexsort((keys, row))
+    rank = np.arange(M.nnz) - M.indptr[row]
+    keep = rank < width
+    out = np.zeros((M.shape[0], width), dtype=np.int64)
+    out[row[keep], rank[keep]] = M.indices[order[keep]]
+    return out
+
+
+def _padded_rows(M: sp.csr_matrix, keep_last: int | None = None,
+                 keep_first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row item lists of a CSR matrix as a padded (rows, width) int64 array plus lengths.
 
-    With ``keep_last``, only the last ``keep_last`` entries of each row are kept.
+    With ``keep_last`` (``keep_first``), only the last (first) that many entries of each row
+    are kept.
     """
     M = sp.csr_matrix(M)
     lengths = np.diff(M.indptr)
     if keep_last is not None:
         lengths = np.minimum(lengths, keep_last)
+    if keep_first is not None:
+        lengths = np.minimum(lengths, keep_first)
     width = max(1, int(lengths.max()) if len(lengths) else 1)
     out = np.zeros((M.shape[0], width), dtype=np.int64)
     rows = np.repeat(np.arange(M.shape[0]), lengths)
-    starts = M.indptr[1:] - lengths
+    starts = M.indptr[:-1] if keep_first is not None else M.indptr[1:] - lengths
     offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     out[rows, offs] = M.indices[np.repeat(starts, lengths) + offs]
     return out, lengths
