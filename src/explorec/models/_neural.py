@@ -218,13 +218,18 @@ class PairwiseRecommender(TorchRecommender):
                     n_batches=int(np.ceil(len(pu) / bs)))
 
 
+#: user + item rows from which pairwise models train their tables with sparse gradients
+SPARSE_EMBEDDING_ROWS = 200_000
+
+
 def add_user_item_embeddings(module: Any, n_users: int, n_items: int, factors: int,
-                             std: float = 0.1) -> None:
-    """Give ``module`` ``user`` and ``item`` embedding tables initialised N(0, std^2)."""
+                             std: float = 0.1, sparse: bool = False) -> None:
+    """Give ``module`` ``user`` and ``item`` embedding tables initialised N(0, std^2);
+    ``sparse``: their gradients are sparse (the training loop then uses SparseAdam)."""
     from torch import nn
 
-    module.user = nn.Embedding(n_users, factors)
-    module.item = nn.Embedding(n_items, factors)
+    module.user = nn.Embedding(n_users, factors, sparse=sparse)
+    module.item = nn.Embedding(n_items, factors, sparse=sparse)
     nn.init.normal_(module.user.weight, std=std)
     nn.init.normal_(module.item.weight, std=std)
 

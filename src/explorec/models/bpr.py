@@ -8,6 +8,7 @@ import numpy as np
 
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._neural import (
+    SPARSE_EMBEDDING_ROWS,
     PairwiseRecommender,
     add_user_item_embeddings,
     bpr_loss,
@@ -25,7 +26,10 @@ def _build(n_users: int, n_items: int, factors: int) -> Any:
     class BPRNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            add_user_item_embeddings(self, n_users, n_items, factors)
+            # large tables: sparse gradients, so a step updates only the batch's rows (dense
+            # Adam over every row made an epoch grow with interactions x users)
+            add_user_item_embeddings(self, n_users, n_items, factors,
+                                     sparse=n_users + n_items >= SPARSE_EMBEDDING_ROWS)
 
         def scores(self, users: torch.Tensor) -> torch.Tensor:
             return self.user(users) @ self.item.weight.T

@@ -77,11 +77,7 @@ def train(
         import os
 
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
-    params = list(module.parameters())
-    try:  # the fused kernel is much faster than the per-tensor loop, on CPU as on CUDA
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # pragma: no cover - older torch / unsupported device
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = _optimizer(module, config)
     writer = None
     if config.tensorboard_dir:
         try:
@@ -111,7 +107,7 @@ def train(
                 loss = step(batch)
                 loss.backward()
                 if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    clip_gradients(module.parameters(), config.grad_clip)
                 opt.step()
                 total += float(loss.detach())
                 count += 1
@@ -146,3 +142,65 @@ def train(
     module.eval()
     return TrainResult(best_epoch=best_epoch, best_metric=float(best), epochs_run=len(history),
                        history=history, seconds=time.perf_counter() - t0)
+
+
+def _sparse_embeddings(module: Any) -> list[Any]:
+    from torch import nn
+
+    return [m.weight for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse]
+
+
+class _Optimizers:
+    """Adam for dense parameters and SparseAdam for embeddings with sparse gradients: a step
+    then touches only the rows a batch used, so an epoch's cost follows the interactions,
+    not interactions x table size (dense Adam updates every row of every table each step)."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.parts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.parts:
+            o.step()
+
+
+def _optimizer(module: Any, config: TrainConfig) -> Any:
+    import torch
+
+    sparse = _sparse_embeddings(module)
+    ids = {id(p) for p in sparse}
+    dense = [p for p in module.parameters() if id(p) not in ids]
+    parts = []
+    if dense:
+        try:  # the fused kernel is much faster than the per-tensor loop, on CPU as on CUDA
+            parts.append(torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay,
+                                          fused=True))
+        except (RuntimeError, TypeError):  # pragma: no cover - older torch / unsupported device
+            parts.append(torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay))
+    if sparse:
+        if config.weight_decay:
+            raise ValueError("weight_decay is not supported with sparse embeddings (SparseAdam); "
+                             "use the model's own L2 penalty (reg)")
+        parts.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+    return parts[0] if len(parts) == 1 and not sparse else _Optimizers(parts)
+
+
+def clip_gradients(params: Any, max_norm: float) -> float:
+    """``torch.nn.utils.clip_grad_norm_`` that also takes sparse gradients (sparse embedding
+    tables): one global norm over dense gradients and sparse gradients' values."""
+    import torch
+
+    params = list(params)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not any(g.is_sparse for g in grads):
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    total = torch.sqrt(sum(((g.coalesce().values() if g.is_sparse else g).float() ** 2).sum()
+                           for g in grads))
+    scale = max_norm / (float(total) + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g.mul_(scale)
+    return float(total)
