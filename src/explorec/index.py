@@ -399,8 +399,8 @@ def build_index(vectors: np.ndarray, kind: str = "auto", **params: Any) -> AnyIn
     """``"exact"``, ``"ivf"``, ``"hnsw"``, ``"hnswlib"``, or ``"auto"``: faiss HNSW from
     :data:`ANN_MIN_ITEMS` items when faiss is installed, exact below (and without faiss).
     HNSW is the default because it measured best (``benchmarks/results/scale.md``: on iALS
-    vectors of 100,000 items, recall@100 0.99 where IVF scanning 10% of the cells reached
-    0.74).
+    vectors of 100,000 items, recall@100 0.947 at ``ef_search`` 200 where IVF scanning a
+    quarter of its cells reached 0.861).
 
     The approximate kinds refuse, before building, when their estimate
     (:func:`index_memory`) does not fit in the memory available (:mod:`explorec.memory`).
