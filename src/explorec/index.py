@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from explorec._io import atomic_path, atomic_write_text, sha256_file
+from explorec._optional import require
 from explorec.errors import ArtifactError, ExploRecError
 from explorec.ranking import DEFAULT_SEED, check_k, topk
 
@@ -313,12 +314,8 @@ class HNSWLibIndex:
 
 
 def _hnswlib() -> Any:
-    try:
-        import hnswlib
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("index kind 'hnswlib' needs hnswlib: pip install hnswlib "
-                          "(built from source; needs a C++ compiler)") from e
-    return hnswlib
+    return require("hnswlib", "index kind 'hnswlib'",
+                   "pip install hnswlib (built from source; needs a C++ compiler)")
 
 
 def _hnswlib_from_file(f: Path, meta: dict[str, Any]) -> HNSWLibIndex:
@@ -330,11 +327,7 @@ def _hnswlib_from_file(f: Path, meta: dict[str, Any]) -> HNSWLibIndex:
 
 
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the HNSW index needs faiss: pip install 'explorec[scale]'") from e
-    return faiss
+    return require("faiss", "the faiss indexes (hnsw, ivf)", "pip install 'explorec[scale]'")
 
 
 def _write_manifest(path: Path, meta: dict[str, Any], files: list[str]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from explorec._optional import require
 from explorec.errors import ExploRecError
 from explorec.ranking import DEFAULT_SEED
 
@@ -43,12 +44,7 @@ def _send(client: Any, objs: list[Any]) -> list[Any]:
 
 
 def _distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("a Dask scheduler needs dask.distributed: pip install "
-                          "'explorec[scale]'") from e
-    return distributed
+    return require("distributed", "a Dask scheduler", "pip install 'explorec[scale]'")
 
 
 def check_scheduler(scheduler: str | None) -> str | None:
