@@ -34,6 +34,7 @@ its part.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -134,7 +135,7 @@ def job_fit(size: str, model: str) -> dict[str, Any]:
     base_rss = _rss_gb()
     t0, c0 = time.perf_counter(), _cpu()
     try:
-        with threadpool_limits(1, "blas") if name == "ials" else _nothing():
+        with threadpool_limits(1, "blas") if name == "ials" else contextlib.nullcontext():
             m.fit(inter, catalog=catalog)
     except MemoryLimitError as e:
         return {"refused": str(e), "data_rss_gb": base_rss}
@@ -143,14 +144,6 @@ def job_fit(size: str, model: str) -> dict[str, Any]:
     if model == "ials":
         m.save(CACHE / f"ials-{size}")
     return out
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _child_rss(fn: Any) -> tuple[Any, float]:

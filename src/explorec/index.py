@@ -29,6 +29,7 @@ the same bytes for storage inside a model artifact (whose manifest holds their s
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -126,15 +127,17 @@ class ExactIndex:
         return np.frombuffer(np.ascontiguousarray(self.vectors).tobytes(), dtype=np.uint8)
 
 
-class _FaissIndex:
+class _FaissIndex(ABC):
     """Shared search, save and (de)serialisation of the faiss indexes."""
 
     kind = ""
     index: Any
 
+    @abstractmethod
     def _params(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The subclass's build and search parameters, for :meth:`meta`."""
 
+    @abstractmethod
     def _tune(self, k: int) -> None:
         """Adjust the search beam for ``k`` results (HNSW's beam must hold them)."""
 
