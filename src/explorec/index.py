@@ -42,6 +42,12 @@ from explorec.ranking import DEFAULT_SEED, check_k, topk
 
 #: catalog size from which :func:`build_index` chooses HNSW over exact search by default
 ANN_MIN_ITEMS = 50_000
+#: catalog size from which batch ranking (``explorec recommend --index auto``) of a model
+#: with exact factor scores goes through an index rather than
+#: :func:`explorec.factor_topk.factor_top_items`: at 100,000 items the pruned exact ranking
+#: took 0.085 ms a user against HNSW's 0.175 at recall 0.95; at 1,000,000 items 0.38 ms
+#: against hnswlib's 0.29 at recall 0.99 (benchmarks/results/scale.md)
+BATCH_ANN_MIN_ITEMS = 1_000_000
 MANIFEST = "index.json"
 
 

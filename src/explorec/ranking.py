@@ -35,11 +35,11 @@ from explorec._hashing import hash64
 DEFAULT_SEED = 2020
 # Tie keys use a salted seed so that they are not the same stream as ``random``'s scores
 # for the same seed (a constant model then scores like random, not identically to it).
-_TIE_SALT = 0x7469_6573  # "ties"
+TIE_SALT = 0x7469_6573  # "ties"
 
 def tie_keys(rows: np.ndarray, cols: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
     """The tie-break keys :func:`topk` uses (smaller key first among equal scores)."""
-    return hash64(rows, cols, seed ^ _TIE_SALT)
+    return hash64(rows, cols, seed ^ TIE_SALT)
 
 
 def external_key(external_id: str) -> int:

@@ -182,11 +182,21 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
 
 
 def _use_index(m: Any, kind: str, *, from_artifact: bool) -> None:
-    """``--index``: keep an artifact's index under auto, else build (or drop) the one asked."""
-    from explorec.index import ANN_MIN_ITEMS, INDEX_KINDS
+    """``--index``: under auto, rank exactly a model whose exact ranking is the faster (exact
+    factor scores below :data:`~explorec.index.BATCH_ANN_MIN_ITEMS` items), else keep an
+    artifact's index; otherwise build (or drop) the one asked."""
+    from explorec.index import ANN_MIN_ITEMS, BATCH_ANN_MIN_ITEMS, INDEX_KINDS
 
     if kind not in INDEX_KINDS:
         raise typer.BadParameter(f"--index {kind!r}: use {', '.join(INDEX_KINDS)}")
+    if kind == "auto" and getattr(m, "exact_factor_scores", False) \
+            and m.n_items < BATCH_ANN_MIN_ITEMS:
+        if m.index_ is not None:
+            note(f"ranking every user exactly (pruned factor scoring is faster than the "
+                 f"artifact's {m.index_.kind} index below {BATCH_ANN_MIN_ITEMS:,} items; "
+                 f"--index {m.index_.kind} uses it)")
+        m.drop_index()
+        return
     if kind == "auto" and from_artifact and m.index_ is not None:
         note(f"ranking through the artifact's {m.index_.kind} index ({m.index_.meta()})")
         return

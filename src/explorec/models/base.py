@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
+from explorec import factor_topk
 from explorec.artifacts import load_artifact, save_artifact
 from explorec.data.catalog import ItemCatalog
 from explorec.data.interactions import IdMap, Interactions
@@ -69,6 +70,11 @@ class BaseRecommender(ABC):
     #: parameter ranges ("> 0", ">= 1", "[0, 1]") or allowed values (a tuple), checked by
     #: :func:`explorec.models.params.validate_params` with the common ones it knows
     param_constraints: ClassVar[dict[str, str | tuple[Any, ...]]] = {}
+    #: True when ``score`` is ``float32`` of the float64 sum of :meth:`factor_vectors`'
+    #: products (see :func:`factor_scores`): ``recommend`` then ranks with
+    #: :func:`explorec.factor_topk.factor_top_items`, which scores only the items that can
+    #: make each list and returns the same lists
+    exact_factor_scores: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.user_items_: sp.csr_matrix | None = None
@@ -292,6 +298,12 @@ class BaseRecommender(ABC):
         users = np.asarray(users, dtype=np.int64)
         if self.index_ is not None and candidates is None:
             return self._recommend_with_index(users, k, exclude, seed)
+        if self.exact_factor_scores and candidates is None and factor_topk.available():
+            U, V = self.factor_vectors()  # type: ignore[misc]
+            part = factor_topk.factor_top_items(
+                U[users], V, users, k, seed=seed,
+                exclude=exclude[users] if exclude is not None else None)
+            return _stack_lists([part], k, len(users))
         parts = []
         step = score_rows(X.shape[1], batch_size)
         for s in range(0, len(users), step):
@@ -592,6 +604,14 @@ def score_rows(n_items: int, batch_size: int) -> int:
 def score_block_bytes(n_items: int, batch_size: int = 2048) -> int:
     """Bytes of one scoring block: float64 scores, tie keys and top-k temporaries."""
     return 24 * score_rows(n_items, batch_size) * n_items
+
+
+def factor_scores(U: np.ndarray, V64T: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """``float32(U[users] V')`` summed in float64 (``V64T``: the item vectors, transposed, as
+    float64): float32 products of float32 factors are exact in float64, so the scores do not
+    depend on how BLAS blocks or threads the product (a Dask worker's single thread gives the
+    same lists as this process's two)."""
+    return (U[users].astype(np.float64) @ V64T).astype(np.float32)
 
 
 def _stack_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int, n: int

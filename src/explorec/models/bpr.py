@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from explorec.data.splits import DEFAULT_SEED
+from explorec.errors import ExploRecError
 from explorec.models._neural import (
     SPARSE_EMBEDDING_ROWS,
     PairwiseRecommender,
@@ -16,7 +17,7 @@ from explorec.models._neural import (
     sampler_bytes,
     training_copies,
 )
-from explorec.models.base import NotFittedError
+from explorec.models.base import NotFittedError, factor_scores
 
 
 def _build(n_users: int, n_items: int, factors: int) -> Any:
@@ -54,6 +55,7 @@ class BPR(PairwiseRecommender):
     """
 
     name = "bpr"
+    exact_factor_scores = True
     param_constraints: ClassVar[dict[str, Any]] = {"reg": ">= 0"}
 
     def __init__(self, factors: int = 64, reg: float = 1e-2, n_negatives: int = 4,
@@ -75,8 +77,16 @@ class BPR(PairwiseRecommender):
     def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         if self.net_ is None:
             raise NotFittedError(f"{self.name} is not fitted; call fit() first")
-        return (self.net_.user.weight.detach().cpu().numpy().astype(np.float32),
-                self.net_.item.weight.detach().cpu().numpy().astype(np.float32))
+        return (self.net_.user.weight.detach().cpu().numpy().astype(np.float32, copy=False),
+                self.net_.item.weight.detach().cpu().numpy().astype(np.float32, copy=False))
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        """``P[users] Q'`` summed in float64, rounded to float32 (:func:`factor_scores`):
+        the same on any device and thread count."""
+        if self.net_ is None:
+            raise ExploRecError(f"{self.name} network weights are missing")
+        U, V = self.factor_vectors()
+        return factor_scores(U, np.ascontiguousarray(V.T, dtype=np.float64), users)
 
     def _build_net(self) -> Any:
         return _build(self.n_users, self.n_items, int(self.factors))

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models import als_kernels
-from explorec.models.base import BaseRecommender, csr_bytes
+from explorec.models.base import BaseRecommender, csr_bytes, factor_scores
 
 _SOLVERS = ("cholesky", "cg", "cg-numpy", "implicit")
 _DENSE_CELLS = 4_000_000  # CG uses dense products below this many matrix cells
@@ -57,6 +57,7 @@ class IALS(BaseRecommender):
     """
 
     name = "ials"
+    exact_factor_scores = True
     param_constraints: ClassVar[dict[str, Any]] = {
         "alpha": ">= 0", "reg": ">= 0", "reg_exponent": ">= 0",
         "solver": _SOLVERS, "cg_steps": ">= 1", "init_std": "> 0",
@@ -190,16 +191,13 @@ class IALS(BaseRecommender):
         return self.user_factors_, self.item_factors_
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        """``U[users] V'``, summed in float64 and rounded to float32: float32 products of
-        float32 factors are exact in float64, so the result does not depend on how BLAS
-        blocks or threads the product (a Dask worker's single thread gives the same lists as
-        this process's two)."""
+        """``U[users] V'``, summed in float64 and rounded to float32 (:func:`factor_scores`)."""
         assert self.user_factors_ is not None and self.item_factors_ is not None
         cached = self._item_factors64
         if cached is None or cached[0] is not self.item_factors_:  # refit or loaded
             cached = (self.item_factors_, np.ascontiguousarray(self.item_factors_.T, np.float64))
             self._item_factors64 = cached
-        return (self.user_factors_[users].astype(np.float64) @ cached[1]).astype(np.float32)
+        return factor_scores(self.user_factors_, cached[1], users)
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         """Fold-in: one exact user half-step against the learned item factors."""
