@@ -71,6 +71,7 @@ def test_bad_vectors_are_named():
     V[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         factor_top_items(U, V, rows, 5)
+    V[3, 2] = 0.0
     with pytest.raises(ValueError, match="do not match"):
         factor_top_items(U[:, :3], V, rows, 5)
     with pytest.raises(ValueError, match="rows has"):

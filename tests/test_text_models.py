@@ -374,9 +374,41 @@ def test_two_tower_large_data_path_draws_histories_from_sparse_rows(monkeypatch)
     first, lengths = two_tower._padded_rows(M, keep_first=2)
     assert first[0].tolist() == [1, 2] and lengths.tolist() == [2, 1, 0]
 
+    hist = torch.tensor([[4, 7, 7, 9], [2, 0, 5, 5]])
+    mask = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    pos = torch.tensor([3, 4])
+    table, hist_idx, pos_idx = two_tower._batch_table(hist, mask, pos)
+    assert sorted(table.tolist()) == [2, 3, 4, 5, 7]  # 9 and 0 are only in masked slots
+    assert (table[hist_idx][mask] == hist[mask]).all() and (table[pos_idx] == pos).all()
+
     monkeypatch.setattr(two_tower, "_PADDED_CELLS", 10)
     monkeypatch.setattr(two_tower, "_FULL_TOWER_ITEMS", 10)
     ds = generate(n_users=120, n_items=90, n_interactions=1500, seed=4)
     m = create_model("two-tower", encoder="tfidf", epochs=1, progress=False, batch_size=128)
     m.fit(ds.interactions, catalog=ds.catalog)
     assert np.isfinite(m.score(np.arange(5))).all()
+
+
+def test_steps_per_epoch_bounds_each_epoch():
+    """``steps_per_epoch``: each epoch runs that many batches (then validates)."""
+    import torch
+
+    from explorec.train import TrainConfig, train
+
+    net = torch.nn.Linear(2, 1)
+    seen: list[int] = []
+
+    def batches(epoch, rng):
+        for i in range(10):
+            yield epoch, i
+
+    def step(batch):
+        seen.append(batch[0])
+        return net(torch.ones(1, 2)).sum() ** 2
+
+    res = train(net, batches, step, lambda: -float(len(seen)),
+                TrainConfig(epochs=3, patience=5, steps_per_epoch=4, progress=False), n_batches=10)
+    assert res.epochs_run == 3 and seen == [0] * 4 + [1] * 4 + [2] * 4
+    seen.clear()
+    train(net, batches, step, lambda: 0.0, TrainConfig(epochs=1, progress=False), n_batches=10)
+    assert len(seen) == 10

@@ -216,14 +216,45 @@ class PruneStats:
         return self.scored / max(1, self.users * self.items)
 
 
-def factor_top_items(U: np.ndarray, V: np.ndarray, rows: np.ndarray, k: int, *,
+@dataclass(frozen=True)
+class PreparedItems:
+    """Item vectors sorted by norm, longest first, for :func:`factor_top_items`; build once
+    per item matrix with :func:`prepare_items` and reuse across calls."""
+
+    V: np.ndarray  # the float32 vectors as given
+    order: np.ndarray  # item ids by decreasing norm
+    sorted_vectors: np.ndarray  # V[order], contiguous
+    tail: np.ndarray  # (m + 1,) the largest norm from each sorted position on, 0 at the end
+    max_norm: float
+    inverse: np.ndarray  # sorted position of each item
+
+
+def prepare_items(V: np.ndarray) -> PreparedItems:
+    """Sort item vectors by norm (and check them) for :func:`factor_top_items`."""
+    V = np.ascontiguousarray(V, dtype=np.float32)
+    if V.ndim != 2:
+        raise ValueError(f"item vectors must be (items, dim), got shape {V.shape}")
+    if not np.isfinite(V).all():
+        raise ValueError("item factor vectors contain NaN or infinite values; refit the model")
+    vnorm = np.sqrt(np.einsum("ij,ij->i", V, V, dtype=np.float64))
+    order = np.argsort(-vnorm, kind="stable")
+    inverse = np.empty(len(V), dtype=np.int64)
+    inverse[order] = np.arange(len(V))
+    # room for the float64 norm's own rounding
+    tail = np.append(vnorm[order], 0.0) * (1 + 1e-9)
+    return PreparedItems(V, order, np.ascontiguousarray(V[order]), tail,
+                         float(vnorm.max(initial=0.0)), inverse)
+
+
+def factor_top_items(U: np.ndarray, V: np.ndarray | PreparedItems, rows: np.ndarray, k: int, *,
                      exclude: sp.csr_matrix | None = None, seed: int = DEFAULT_SEED,
                      threads: int = 0, block_users: int = BLOCK_USERS,
                      stats: PruneStats | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` (items, scores) of ``U V'`` per row, best first, as
     :func:`explorec.ranking.top_items` ranks ``float32(U V')`` summed in float64.
 
-    ``U``: (n, d) vectors of the rows ranked; ``V``: (m, d) item vectors; ``rows``: (n,) row
+    ``U``: (n, d) vectors of the rows ranked; ``V``: (m, d) item vectors (or
+    :func:`prepare_items` of them, to sort them once for many calls); ``rows``: (n,) row
     ids for the tie keys (internal user ids); ``exclude``: (n, m) items never returned. The
     result is as wide as the longest row's eligible count (at most ``k``); shorter rows end
     in item ``-1``, score ``-inf``. ``threads``: worker threads (0: :func:`default_threads`), each
@@ -232,16 +263,17 @@ def factor_top_items(U: np.ndarray, V: np.ndarray, rows: np.ndarray, k: int, *,
     k = check_k(k)
     if not available():  # pragma: no cover - depends on the environment
         raise RuntimeError("factor_top_items needs numba (pip install numba)")
+    prep = V if isinstance(V, PreparedItems) else prepare_items(V)
+    V = prep.V
     U = np.ascontiguousarray(U, dtype=np.float32)
-    V = np.ascontiguousarray(V, dtype=np.float32)
     rows = np.asarray(rows, dtype=np.int64)
     if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1]:
         raise ValueError(f"user vectors {U.shape} and item vectors {V.shape} do not match")
     n, m = len(U), len(V)
     if len(rows) != n:
         raise ValueError(f"rows has {len(rows)} ids for {n} user vectors")
-    if not (np.isfinite(U).all() and np.isfinite(V).all()):
-        raise ValueError("factor vectors contain NaN or infinite values; refit the model")
+    if not np.isfinite(U).all():
+        raise ValueError("user factor vectors contain NaN or infinite values; refit the model")
     if exclude is not None:
         exclude = sp.csr_matrix(exclude)
         if exclude.shape != (n, m):
@@ -252,18 +284,11 @@ def factor_top_items(U: np.ndarray, V: np.ndarray, rows: np.ndarray, k: int, *,
     if n == 0 or kk == 0:
         return items, scores
     d = U.shape[1]
-    vnorm = np.sqrt((V.astype(np.float64) ** 2).sum(axis=1))
-    order = np.argsort(-vnorm, kind="stable")
-    Vs = np.ascontiguousarray(V[order])
-    # the largest norm of the items from each sorted position on (0 past the end), with
-    # room for the float64 norm's own rounding
-    tail = np.append(vnorm[order], 0.0) * (1 + 1e-9)
-    unorm = np.sqrt((U.astype(np.float64) ** 2).sum(axis=1))
+    order, Vs, tail, inv = prep.order, prep.sorted_vectors, prep.tail, prep.inverse
+    unorm = np.sqrt(np.einsum("ij,ij->i", U, U, dtype=np.float64))
     gamma = (d + 2) * 2.0 ** -24 / (1 - (d + 2) * 2.0 ** -24)
     # 2 eps: the heap's float32 scores and each candidate's are both off by up to eps
-    slack_all = 4 * gamma * unorm * float(vnorm.max()) + 1e-30
-    inv = np.empty(m, dtype=np.int64)
-    inv[order] = np.arange(m)
+    slack_all = 4 * gamma * unorm * prep.max_norm + 1e-30
     add = np.uint64(((seed ^ TIE_SALT) & _MASK) * _M3 & _MASK)
     cap = 8 * kk + 256
     got = np.zeros(n, dtype=np.int64)

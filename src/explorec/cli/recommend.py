@@ -155,12 +155,18 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
     with scale.dask_client(scheduler) as plan.client, ChunkWriter(output, fmt) as writer, \
             progress() as bar:
         task = bar.add_task(f"rank {k} items for {len(known):,} users", total=max(len(known), 1))
-        for s in range(0, len(known), step):
-            frame, short = plan.frame(known[s:s + step])
+        chunks = [known[s:s + step] for s in range(0, len(known), step)]
+        # on a cluster the next chunk is ranked while this one is turned into rows and written
+        ahead = 1 if plan.client is not None else 0
+        pending = [plan.start(c) for c in chunks[:ahead]]
+        for n, chunk in enumerate(chunks):
+            if n + ahead < len(chunks):
+                pending.append(plan.start(chunks[n + ahead]))
+            frame, short = plan.frame(pending.pop(0))
             writer.write(frame)
             n_rows += len(frame)
             n_short += short
-            bar.advance(task, len(known[s:s + step]))
+            bar.advance(task, len(chunk))
         if not len(known):
             bar.update(task, completed=1)
         if unknown:  # users the model never saw: the popularity fallback
@@ -191,10 +197,10 @@ def _use_index(m: Any, kind: str, *, from_artifact: bool) -> None:
         raise typer.BadParameter(f"--index {kind!r}: use {', '.join(INDEX_KINDS)}")
     if kind == "auto" and getattr(m, "exact_factor_scores", False) \
             and m.n_items < BATCH_ANN_MIN_ITEMS:
-        if m.index_ is not None:
-            note(f"ranking every user exactly (pruned factor scoring is faster than the "
-                 f"artifact's {m.index_.kind} index below {BATCH_ANN_MIN_ITEMS:,} items; "
-                 f"--index {m.index_.kind} uses it)")
+        why = (f"; faster than the artifact's {m.index_.kind} index below "
+               f"{BATCH_ANN_MIN_ITEMS:,} items, --index {m.index_.kind} uses it"
+               if m.index_ is not None else "")
+        note(f"ranking every item exactly (factor scores pruned by vector norms{why})")
         m.drop_index()
         return
     if kind == "auto" and from_artifact and m.index_ is not None:
@@ -220,12 +226,21 @@ class _ChunkPlan:
         self.__dict__.update(kw)
         self._cold: tuple[np.ndarray, np.ndarray] | None = None
 
-    def frame(self, users: np.ndarray) -> tuple[pd.DataFrame, int]:
+    def start(self, users: np.ndarray) -> Any:
+        """Start ranking ``users`` (on the cluster: in the background); :meth:`frame` of the
+        handle returned gives their rows."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ShortListWarning)  # said once, as a note
-            items, scores = scale.recommend(self.m, users, self.k, client=self.client,
-                                            exclude=self.seen, candidates=self.candidates,
-                                            seed=self.seed)
+            later = scale.recommend_later(self.m, users, self.k, client=self.client,
+                                          exclude=self.seen, candidates=self.candidates,
+                                          seed=self.seed)
+        return users, later
+
+    def frame(self, started: Any) -> tuple[pd.DataFrame, int]:
+        users, later = started
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ShortListWarning)
+            items, scores = later()
         width = items.shape[1]
         users_col = np.repeat(np.asarray(self.users_map.to_external(users), dtype=object), width)
         ranks = np.tile(np.arange(1, width + 1), len(users))

@@ -301,7 +301,7 @@ class BaseRecommender(ABC):
         if self.exact_factor_scores and candidates is None and factor_topk.available():
             U, V = self.factor_vectors()  # type: ignore[misc]
             part = factor_topk.factor_top_items(
-                U[users], V, users, k, seed=seed,
+                U[users], self._prepared_items(V), users, k, seed=seed,
                 exclude=exclude[users] if exclude is not None else None)
             return _stack_lists([part], k, len(users))
         parts = []
@@ -451,6 +451,16 @@ class BaseRecommender(ABC):
         items, scores = recommend_from_index(self.index_, q, n, exclude=mask)
         ok = items[0] >= 0
         return items[0][ok], scores[0][ok]
+
+    def _prepared_items(self, V: np.ndarray) -> factor_topk.PreparedItems:
+        """:func:`explorec.factor_topk.prepare_items` of ``V``, kept while ``V`` is the same
+        array with the same contents (a checksum catches changes made in place)."""
+        check = float(np.sum(V, dtype=np.float64))
+        cached = self.__dict__.get("_factor_items")
+        if cached is None or cached[0] is not V or cached[1] != check:
+            cached = (V, check, factor_topk.prepare_items(V))
+            self._factor_items = cached
+        return cached[2]
 
     def _recommend_with_index(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                               seed: int) -> tuple[np.ndarray, np.ndarray]:

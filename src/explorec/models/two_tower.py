@@ -100,11 +100,14 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
     batch_size, epochs, patience, lr, weight_decay, dropout : training settings; early
         stopping on validation NDCG@10 (needs ``fit(..., split=...)``; without it, trains
         ``epochs`` epochs).
+    steps_per_epoch : batches per epoch, each epoch a fresh random order (None: one pass
+        over every training interaction); validation and early stopping run after each.
     device : None (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     """
 
     name = "two-tower"
-    param_constraints: ClassVar[dict[str, Any]] = {"prefix_prob": "[0, 1]", "loss": ("inbatch", "full")}
+    param_constraints: ClassVar[dict[str, Any]] = {"prefix_prob": "[0, 1]", "loss": ("inbatch", "full"),
+                                                   "steps_per_epoch": ">= 1"}
     _state_names = ("item_text_vectors_", "item_vectors_", "item_biases_", "seen_items_",
                     "history_")
 
@@ -129,7 +132,8 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
                  epochs: int = 30, patience: int = 3, lr: float = 5e-4,
                  weight_decay: float = 1e-5, dropout: float = 0.3, seed: int = DEFAULT_SEED,
                  prefix_prob: float = 0.5, device: str | None = None,
-                 tensorboard_dir: str | None = None, progress: bool = True) -> None:
+                 tensorboard_dir: str | None = None, progress: bool = True,
+                 steps_per_epoch: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.template = template
@@ -149,6 +153,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         self.device = device
         self.tensorboard_dir = tensorboard_dir
         self.progress = progress
+        self.steps_per_epoch = steps_per_epoch
         self.item_text_vectors_: np.ndarray | None = None
         self.item_vectors_: np.ndarray | None = None
         self.item_biases_: np.ndarray | None = None
@@ -260,9 +265,8 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
             if small_catalog:  # the item tower runs once over the whole catalog
                 table = all_ids
                 hist_idx, pos_idx = hist, pos
-            else:  # or once per distinct item of the batch
-                table, inv = torch.unique(torch.cat([hist.reshape(-1), pos]), return_inverse=True)
-                hist_idx, pos_idx = inv[:hist.numel()].reshape(hist.shape), inv[hist.numel():]
+            else:  # or once per distinct item the batch uses
+                table, hist_idx, pos_idx = _batch_table(hist, mask, pos)
             v_t, b_t = item_vecs(table, True)
             uv = net.users(v_t, net.attention_logits(v_t), hist_idx, mask)
             if self.loss == "full":
@@ -280,7 +284,8 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         validate = self._validator(inputs.split)
         cfg = TrainConfig(epochs=self.epochs, patience=self.patience, lr=self.lr,
                           weight_decay=self.weight_decay, seed=self.seed, device=str(dev),
-                          progress=self.progress, tensorboard_dir=self.tensorboard_dir)
+                          progress=self.progress, tensorboard_dir=self.tensorboard_dir,
+                          steps_per_epoch=self.steps_per_epoch)
         self.train_result_ = train(net, batches, step, validate, cfg, n_batches=n_batches,
                                    name="two-tower")
         self._refresh_item_vectors()
@@ -435,6 +440,21 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
 _PADDED_CELLS = 20_000_000
 #: catalogs up to this size run the item tower over every item at each step
 _FULL_TOWER_ITEMS = 8192
+
+
+def _batch_table(hist: Any, mask: Any, pos: Any) -> tuple[Any, Any, Any]:
+    """The distinct items a batch uses, its targets ``pos`` (B,) and the history slots kept
+    (``hist``, ``mask``: (B, L)), as ``(table, hist_idx, pos_idx)`` with
+    ``table[hist_idx] == hist`` where ``mask`` and ``table[pos_idx] == pos``. Slots masked out
+    (about 3/4 of them: history lengths are drawn log-uniformly) point at the first target;
+    their weight is 0 whatever item they name, and the item tower skips them."""
+    import torch
+
+    table, inv = torch.unique(torch.cat([pos, hist[mask]]), return_inverse=True)
+    pos_idx = inv[:len(pos)]
+    hist_idx = pos_idx[:1].expand_as(hist).clone()
+    hist_idx[mask] = inv[len(pos):]
+    return table, hist_idx, pos_idx
 
 
 def _random_rows(M: sp.csr_matrix, width: int, gen: Any) -> np.ndarray:

@@ -11,6 +11,7 @@ PyTorch Lightning (``benchmarks/training_overhead.py``) and why this loop was ke
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,9 @@ class TrainConfig:
     # CPU intra-op threads while training; None = half the cores (at least 1). On our 2-core
     # machines one thread trains the two-tower 2.5x faster than two (docs/training.md).
     threads: int | None = None
+    # batches per epoch (validation and early stopping after each); None: one full pass.
+    # On tens of millions of events a pass is hours; an epoch of N steps validates sooner.
+    steps_per_epoch: int | None = None
 
 
 @dataclass
@@ -100,9 +104,12 @@ def train(
     try:
         for epoch in range(config.epochs):
             module.train()
-            task = progress.add_task(f"{name} epoch {epoch + 1}", total=n_batches) if progress else None
+            total_steps = n_batches
+            if config.steps_per_epoch and (n_batches is None or config.steps_per_epoch < n_batches):
+                total_steps = int(config.steps_per_epoch)
+            task = progress.add_task(f"{name} epoch {epoch + 1}", total=total_steps) if progress else None
             total, count = 0.0, 0
-            for batch in batches(epoch, rng):
+            for batch in itertools.islice(batches(epoch, rng), config.steps_per_epoch):
                 opt.zero_grad(set_to_none=True)
                 loss = step(batch)
                 loss.backward()
