@@ -17,7 +17,7 @@ memory). Jobs:
   implicit's. From the 2M and 20M fit times, the exponent of growth
   ``log(t20 / t2) / log(10)`` per model.
 - ``batch``: ``explorec recommend --artifact ials --k 100`` for every one of the 1M users
-  (100,000 items), in a subprocess, twice: ``--index auto`` (below 1M items: the pruned
+  (100,000 items), in a subprocess, twice: ``--index auto`` (below 500,000 items: the pruned
   exact ranking of :mod:`explorec.factor_topk`) and ``--index hnsw`` (the artifact's ANN
   index). Each is checked on a sample of users against ranking every item by
   ``model.score`` (the generic path, whose rate is also reported). Goal: the default path

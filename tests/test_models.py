@@ -144,3 +144,22 @@ def test_bpr_large_tables_train_with_sparse_gradients(monkeypatch):
                           metrics=("ndcg",)).metrics["ndcg@10"]
     got = evaluate_model(m, split, ks=(10,), metrics=("ndcg",)).metrics["ndcg@10"]
     assert got > 2 * rand
+
+
+def test_history_scoring_is_a_declared_capability():
+    """``scores_history`` is set on every model class from what it implements; the error for
+    a model without it lists the registered models that have it (built, not hand-kept)."""
+    from explorec.errors import ExploRecError
+    from explorec.models.registry import history_scoring_models, model_class, model_names
+
+    for name in model_names():
+        assert isinstance(model_class(name).scores_history, bool), name
+    able = history_scoring_models()
+    assert {"pop", "ease", "itemknn", "content", "two-tower", "ials", "sasrec"} <= set(able)
+    assert "userknn" not in able and "bpr" not in able
+    data = generate(n_users=60, n_items=40, n_interactions=600, seed=2).interactions
+    m = create_model("userknn").fit(data)
+    assert not m.can_score_history()
+    with pytest.raises(ExploRecError, match="use " + ", ".join(able)):
+        m.score_history(m.user_items_[:1])
+    assert create_model("ease").fit(data).can_score_history()

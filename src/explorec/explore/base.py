@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from inspect import isabstract
 from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -185,6 +186,24 @@ class BasePolicy(ABC):
     deterministic: bool = False
     #: True for policies that explore over item text vectors (they need an item catalog)
     needs_item_text: bool = False
+    #: True for policies whose features come from the base model's own representation
+    #: (a two-tower model's user and item vectors, :class:`~explorec.models.base.VectorRepresentation`):
+    #: they can rank only the model's items, not items added through the API
+    uses_two_tower: bool = False
+    #: True for policies that learn from rewards: set for every subclass that overrides
+    #: :meth:`update`, which must then also override :meth:`get_state` and :meth:`set_state`
+    #: (else what it learned would be lost at every restart of the service)
+    learns: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "learns" not in cls.__dict__:
+            cls.learns = cls.update is not BasePolicy.update
+        if cls.learns and not isabstract(cls) and (cls.get_state is BasePolicy.get_state
+                                                   or cls.set_state is BasePolicy.set_state):
+            raise TypeError(f"policy {cls.__name__} learns (overrides update) but does not "
+                            "override get_state and set_state: what it learns would be lost "
+                            "on restart")
 
     def __init__(self, *, seed: int = DEFAULT_SEED) -> None:
         self.seed = seed
@@ -226,6 +245,22 @@ class BasePolicy(ABC):
 
     def _grow(self, n_new: int) -> None:  # noqa: B027 - optional hook
         """Hook: extend per-item state."""
+
+    def update_item_vectors(self, items: np.ndarray, item_vectors: np.ndarray) -> None:
+        """New vectors for existing items (their text changed); a policy that keeps vectors
+        or features derived from them refreshes them (:meth:`_refresh_items`)."""
+        items = np.asarray(items, dtype=np.int64)
+        vectors = np.asarray(item_vectors, dtype=np.float64)
+        if len(items) != len(vectors):
+            raise ExploRecError(f"update_item_vectors: {len(items)} items, {len(vectors)} vectors")
+        if len(items) and (items.min() < 0 or items.max() >= self.n_items):
+            raise ExploRecError(f"update_item_vectors: item ids must be in [0, {self.n_items})")
+        if self.item_vectors is not None:
+            self.item_vectors[items] = vectors
+        self._refresh_items(items, vectors)
+
+    def _refresh_items(self, items: np.ndarray, item_vectors: np.ndarray) -> None:  # noqa: B027
+        """Hook: recompute per-item state derived from these items' vectors."""
 
     # ------------------------------------------------------------------ ranking
     def base_scores(self, requests: Requests) -> np.ndarray:

@@ -114,33 +114,35 @@ class TwoTowerFeatures:
     """
 
     def __init__(self, model: Any, seed: int = DEFAULT_SEED) -> None:
-        if not hasattr(model, "user_vectors") or getattr(model, "item_vectors_", None) is None:
+        from explorec.models.base import VectorRepresentation
+
+        if not isinstance(model, VectorRepresentation) or getattr(model, "item_vectors_",
+                                                                   None) is None:
             raise ExploRecError("neural-linear needs a fitted two-tower base model "
                                 f"(got {type(model).__name__})")
         self.model = model
         rng = np.random.default_rng(seed)
-        hist = getattr(model, "history_", None)
-        v = model.item_vectors_
-        if hist is not None and hist.shape[0]:
+        hist = model.ordered_history()
+        v, b = model.item_representation()
+        if hist.shape[0]:
             rows = rng.choice(hist.shape[0], min(hist.shape[0], 500), replace=False)
             u = model.user_vectors(hist[rows])
         else:
             u = np.ones((1, v.shape[1]))
         x = u[rng.integers(0, len(u), 5000)] * v[rng.integers(0, len(v), 5000)]
-        b = model.item_biases_
         self.scale_ = np.append(x.std(axis=0), b.std()) + 1e-12
 
     @property
     def n_features(self) -> int:
-        return int(self.model.item_vectors_.shape[1]) + 2
+        return int(self.model.item_representation()[0].shape[1]) + 2
 
     def __call__(self, requests: Requests, base: np.ndarray, cols: np.ndarray | None = None
                  ) -> np.ndarray:
         """[z(base score), scaled u_emb * v_emb, scaled item bias] for each candidate."""
         z, cand = _selected(requests, base, cols)
         u = self.model.user_vectors(requests.history)
-        v = self.model.item_vectors_[cand]
-        b = self.model.item_biases_[cand]
+        V, B = self.model.item_representation()
+        v, b = V[cand], B[cand]
         x = np.concatenate([u[:, None, :] * v, b[..., None]], axis=2).astype(np.float64)
         return np.concatenate([z[..., None], x / self.scale_], axis=2)
 
@@ -224,6 +226,10 @@ class _LinearPolicy(BasePolicy):
         if isinstance(self.features, LMFeatures):
             assert self.item_vectors is not None
             self.features.add_items(self.item_vectors[-n_new:])
+
+    def _refresh_items(self, items: np.ndarray, item_vectors: np.ndarray) -> None:
+        if isinstance(self.features, LMFeatures):
+            self.features.V[items] = self.features.transform(item_vectors)
 
     def _weights(self, theta: np.ndarray) -> np.ndarray:
         return theta[..., : self.features.n_features]

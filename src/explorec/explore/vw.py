@@ -49,9 +49,34 @@ class VowpalWabbitPolicy(BasePolicy):
             raise ExploRecError("policy 'vw' needs item_vectors (LM item embeddings)")
         self.features = LMFeatures(self.item_vectors, self.dim)
         self._item_text = _fmt(self.features.V, "v")
-        args = (f"--cb_explore_adf {self.exploration} -q UA --quiet --random_seed {self.seed} "
-                f"{self.extra_args}")
-        self.ws = vowpalwabbit.Workspace(args.strip())
+        self.ws = vowpalwabbit.Workspace(self._args())
+
+    def _args(self) -> str:
+        return (f"--cb_explore_adf {self.exploration} -q UA --quiet --random_seed {self.seed} "
+                f"{self.extra_args}").strip()
+
+    # VW saves its model to files only: the state goes through a temporary one
+    def get_state(self) -> dict[str, np.ndarray]:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "vw.model"
+            self.ws.save(str(f))
+            return {"vw_model": np.frombuffer(f.read_bytes(), dtype=np.uint8).copy()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        import tempfile
+        from pathlib import Path
+
+        import vowpalwabbit
+
+        if "vw_model" not in state:
+            raise ExploRecError("policy 'vw': state has no 'vw_model' array")
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "vw.model"
+            f.write_bytes(np.asarray(state["vw_model"], dtype=np.uint8).tobytes())
+            self.ws = vowpalwabbit.Workspace(f"{self._args()} -i {f}")
 
     def _grow(self, n_new: int) -> None:
         assert self.item_vectors is not None

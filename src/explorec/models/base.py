@@ -49,6 +49,30 @@ class Recommender(Protocol):
     def load(cls, path: str | Path) -> Recommender: ...
 
 
+@runtime_checkable
+class TextItems(Protocol):
+    """A model that reads item text through an encoder (content, two-tower): the service
+    reuses its vectors and encoder for items put through the API."""
+
+    def text_item_vectors(self) -> np.ndarray | None: ...
+
+    def text_encoder(self) -> tuple[str, dict[str, np.ndarray]]: ...
+
+    def encode_texts(self, texts: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class VectorRepresentation(Protocol):
+    """A model whose score is ``<user vector(history), item vector> + item bias`` (two-tower):
+    what representation-based policies (``neural-linear``) build their features from."""
+
+    def user_vectors(self, history: sp.csr_matrix) -> np.ndarray: ...
+
+    def item_representation(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def ordered_history(self) -> sp.csr_matrix: ...
+
+
 @dataclass
 class FitInputs:
     """What ``fit`` received, available to ``_fit`` as ``self._inputs``."""
@@ -75,6 +99,37 @@ class BaseRecommender(ABC):
     #: :func:`explorec.factor_topk.factor_top_items`, which scores only the items that can
     #: make each list and returns the same lists
     exact_factor_scores: ClassVar[bool] = False
+    #: True when the class scores a history it was not trained on (``score_history``):
+    #: set for every subclass that implements ``_score_history`` (see
+    #: :meth:`can_score_history` for wrappers, whose answer depends on the models inside)
+    scores_history: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "scores_history" not in cls.__dict__:
+            cls.scores_history = cls._score_history is not BaseRecommender._score_history
+
+    def training_history(self) -> sp.csr_matrix:
+        """(n_users, n_items) what each training user interacted with: the items
+        ``recommend`` excludes by default."""
+        return self._check_fitted()
+
+    def user_ids(self) -> np.ndarray:
+        """External user ids, by internal id."""
+        self._check_fitted()
+        assert self.users_ is not None
+        return np.asarray(self.users_.ids, dtype=object)
+
+    def item_ids(self) -> np.ndarray:
+        """External item ids, by internal id."""
+        self._check_fitted()
+        assert self.items_ is not None
+        return np.asarray(self.items_.ids, dtype=object)
+
+    def can_score_history(self) -> bool:
+        """Whether :meth:`score_history` works for this model (wrappers ask their inner
+        models); the service cold-starts users by history only when it does."""
+        return self.scores_history
 
     def __init__(self) -> None:
         self.user_items_: sp.csr_matrix | None = None
@@ -213,8 +268,10 @@ class BaseRecommender(ABC):
         return cached[1]
 
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        from explorec.models.registry import history_scoring_models
+
         raise ExploRecError(f"model {self.name!r} cannot score a new user's history without "
-                            "retraining; use ease, itemknn, pop, content or two-tower")
+                            f"retraining; use {', '.join(history_scoring_models())}")
 
     def recommend_for_history(self, item_ids: list[str], k: int = 10
                               ) -> tuple[np.ndarray, np.ndarray]:

@@ -74,6 +74,10 @@ class GanAugmented(BaseRecommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.base_model_.score(users)
 
+    def can_score_history(self) -> bool:
+        base = getattr(self, "base_model_", None)
+        return base is None or base.can_score_history()
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self.base_model_.score_history(history)
 

@@ -106,6 +106,10 @@ class HybridRecommender(BaseRecommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self._blend(self.cf_model_.score(users), self.text_model_.score(users))
 
+    def can_score_history(self) -> bool:
+        return all(m is None or m.can_score_history()
+                   for m in (getattr(self, "cf_model_", None), getattr(self, "text_model_", None)))
+
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._blend(self.cf_model_.score_history(history),
                            self.text_model_.score_history(history))

@@ -66,6 +66,12 @@ def model_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def history_scoring_models() -> list[str]:
+    """Registered models that score a new user's history without retraining (their
+    ``scores_history``); the wrappers (hybrid, gan-augment) when their inner models do."""
+    return [n for n in _MODELS if getattr(model_class(n), "scores_history", False)]
+
+
 def default_params(name: str) -> dict[str, Any]:
     if name not in _MODELS:
         raise UnknownNameError("model", name, list(_MODELS))

@@ -48,6 +48,16 @@ class TextItemsMixin:
             self.tfidf_idf_ = enc.idf
         return vecs
 
+    def text_item_vectors(self) -> np.ndarray | None:
+        """The LM vectors of the training items' texts (None before fit)."""
+        return self.item_text_vectors_
+
+    def text_encoder(self) -> tuple[str, dict[str, np.ndarray]]:
+        """(encoder name, its fitted state: TF-IDF's ``idf`` where it has one), to rebuild
+        the encoder this model read its items with."""
+        idf = getattr(self, "tfidf_idf_", None)
+        return str(self.encoder), ({"idf": np.asarray(idf)} if idf is not None else {})
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """LM vectors of raw texts, with the encoder this model was trained with."""
         from explorec.encoders.cache import encode_cached

@@ -347,6 +347,17 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         U = self.user_vectors(sp.csr_matrix(history))
         return np.hstack([U, np.ones((len(U), 1), U.dtype)]).astype(np.float32)
 
+    def ordered_history(self) -> sp.csr_matrix:
+        """Each training user's items in time order (what the user tower reads)."""
+        assert self.history_ is not None
+        return self.history_
+
+    def item_representation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unit item vectors (n_items, dim), item biases (n_items,)): a user's score of item
+        i is ``<user_vectors(history), v_i> + b_i``."""
+        assert self.item_vectors_ is not None and self.item_biases_ is not None
+        return self.item_vectors_, self.item_biases_
+
     def factor_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``[u, 1]`` for every training user and ``[v_i, b_i / temperature]``: their inner
         product is the model's score."""

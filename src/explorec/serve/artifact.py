@@ -183,12 +183,14 @@ def _item_vectors(model: Any, texts: list[str], encoder: str, vector_dim: int, s
                   progress: Callable[[str], None] | None
                   ) -> tuple[np.ndarray, str, dict[str, np.ndarray], Projection | None]:
     """(vectors, encoder name, encoder state, projection) for the catalog texts."""
-    if getattr(model, "item_text_vectors_", None) is not None:
+    from explorec.models.base import TextItems
+
+    text_vectors = model.text_item_vectors() if isinstance(model, TextItems) else None
+    if text_vectors is not None:
         # a text model: reuse the LM vectors it was trained on and its encoder
-        full = np.asarray(model.item_text_vectors_, np.float32)
-        enc_name = str(model.encoder)
-        enc = _encoder(enc_name, {"idf": model.tfidf_idf_} if getattr(model, "tfidf_idf_", None)
-                       is not None else None)
+        full = np.asarray(text_vectors, np.float32)
+        enc_name, enc_state = model.text_encoder()
+        enc = _encoder(enc_name, enc_state or None)
         encode: Callable[[list[str]], np.ndarray] | None = None
         dim_in = full.shape[1]
     else:
@@ -337,8 +339,8 @@ def train_artifact(output: str | Path, *, dataset: str | Dataset = "ml-100k", mo
 def log_interactions(store: Store, base: ServiceArtifact) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Training rows (user, item, timestamp) = the base artifact's + the store's interactions,
     and the catalog (ids, texts) = the base items + items put through the API, minus deletions."""
-    X = base.model.user_items_.tocoo()
-    users = np.asarray(base.model.users_.ids, dtype=object)
+    X = base.model.training_history().tocoo()
+    users = base.model.user_ids()
     ids = list(base.item_ids)
     texts = list(base.texts)
     deleted: set[str] = set()

@@ -158,12 +158,12 @@ class Engine:
         self.lock = threading.RLock()
         self._encode_lock = threading.Lock()
         self.policy = art.new_policy()
-        self._uses_model_items_only = bool(getattr(self.policy, "uses_two_tower", False))
-        self.users: dict[str, int] = {str(u): n for n, u in enumerate(self.model.users_.ids)}
-        self._train = self.model.user_items_.tocsr()
+        self._uses_model_items_only = self.policy.uses_two_tower
+        self.users: dict[str, int] = {str(u): n for n, u in enumerate(self.model.user_ids())}
+        self._train = self.model.training_history().tocsr()
         rng = np.random.default_rng(int(art.manifest.get("seed", 2020)))
         self._calib = np.sort(rng.choice(self.n_model, min(self.n_model, 2000), replace=False))
-        self._can_score_history = self._probe_history_scoring()
+        self._can_score_history = self.model.can_score_history()
         self.epoch = 0
         self.items_seq = 0
         self.reward_seq = 0
@@ -214,13 +214,6 @@ class Engine:
                 "rewards_skipped": self.applied.skipped, "policy_state_sha256": self.policy_digest()}
 
     # ------------------------------------------------------------------ setup
-    def _probe_history_scoring(self) -> bool:
-        try:
-            self.model.score_history(sp.csr_matrix((1, self.n_model), dtype=np.float32))
-        except (ExploRecError, NotImplementedError):
-            return False
-        return True
-
     def _attach(self) -> None:
         """Load items, policy snapshot and rewards from the store (start, restart, hot swap)."""
         assert self.store is not None
@@ -328,13 +321,9 @@ class Engine:
             self._grow_policy(start, need)
 
     def _update_policy_vector(self, i: int, v: np.ndarray) -> None:
-        """Re-texted item: refresh the policy's copy of its vector (where it keeps one)."""
-        pv = getattr(self.policy, "item_vectors", None)
-        if pv is not None and i < len(pv):
-            pv[i] = v
-        feats = getattr(self.policy, "features", None)
-        if feats is not None and hasattr(feats, "transform") and hasattr(feats, "V") and i < len(feats.V):
-            feats.V[i] = feats.transform(v[None, :])[0]
+        """Re-texted item: the policy refreshes whatever it derived from its vector."""
+        if i < self.policy.n_items:
+            self.policy.update_item_vectors(np.array([i]), v[None, :].astype(np.float64))
 
     # ------------------------------------------------------------------ scoring
     def _history_idx(self, user: str, items: Sequence[str]) -> tuple[np.ndarray, int]:
