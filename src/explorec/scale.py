@@ -172,7 +172,10 @@ def recommend_later(model: Any, users: np.ndarray, k: int, *, client: Any = None
         exclude = model.user_items_
     if client is None:
         return lambda: _recommend_part(model, users, k, exclude, seed, candidates)
-    remote_model, remote_ex = _send(client, [model, exclude])
+    if exclude is model.user_items_:  # the workers' model copy has it: not sent twice
+        (remote_model,), remote_ex = _send(client, [model]), None
+    else:
+        remote_model, remote_ex = _send(client, [model, exclude])
     futures = submit(_recommend_compact, [(remote_model, part, k, remote_ex, seed, candidates)
                                           for part in partitions(users, _n_parts(client, n_parts),
                                                                  align=_score_block(model))],

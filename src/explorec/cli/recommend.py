@@ -147,7 +147,8 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
         idx = users_map.ids.get_indexer(wanted)
         known = idx[idx >= 0].astype(np.int64)
         unknown = [u for u, i in zip(wanted, idx, strict=True) if i < 0]
-    plan = _ChunkPlan(m=m, k=k, seen=sp.csr_matrix(seen), candidates=candidates, seed=seed,
+    seen = seen if isinstance(seen, sp.csr_matrix) else sp.csr_matrix(seen)
+    plan = _ChunkPlan(m=m, k=k, seen=seen, candidates=candidates, seed=seed,
                       columns=columns, items_map=items_map, users_map=users_map,
                       explain=explain, catalog=catalog, with_item_columns=with_item_columns)
     n_rows, n_short = 0, 0
