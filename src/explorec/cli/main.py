@@ -494,8 +494,9 @@ def recommend(
         "tcp://HOST:8786 (docs/scale.md). Default: this process.")] = None,
     index: Annotated[str, typer.Option(
         "--index", help="Nearest-neighbour index for factor models (ials, bpr, two-tower): "
-        "auto (an artifact's own index, else HNSW from 50,000 items, else exact), exact, ivf, "
-        "hnsw, hnswlib. Recall against exact: docs/scale.md.")] = "auto",
+        "auto (ials/bpr below 500,000 items: exact, pruned by vector norms; else an "
+        "artifact's own index, else HNSW from 50,000 items, else exact), exact, ivf, hnsw, "
+        "hnswlib. Recall against exact: docs/scale.md.")] = "auto",
 ) -> None:
     """Write the top-k items for every user (or --users), excluding what each has seen.
 
