@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_M3 = np.uint64(0x165667B19E3779F9)
-_M4 = np.uint64(0xBF58476D1CE4E5B9)
-_M5 = np.uint64(0x94D049BB133111EB)
+# the multipliers of hash64 (row, column, seed, two finaliser rounds); public so that a
+# compiled copy of the hash (explorec.factor_topk) uses the same ones
+M_ROW = np.uint64(0x9E3779B97F4A7C15)
+M_COL = np.uint64(0xC2B2AE3D27D4EB4F)
+M_SEED = np.uint64(0x165667B19E3779F9)
+M_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+M_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def hash64(rows: np.ndarray, cols: np.ndarray, seed: int) -> np.ndarray:
@@ -22,10 +24,10 @@ def hash64(rows: np.ndarray, cols: np.ndarray, seed: int) -> np.ndarray:
     r = np.asarray(rows).astype(np.uint64)
     c = np.asarray(cols).astype(np.uint64)
     with np.errstate(over="ignore"):
-        z = (r * _M1) ^ (c * _M2)
-        z = z + np.uint64(seed & 0xFFFF_FFFF_FFFF_FFFF) * _M3
-        z = (z ^ (z >> np.uint64(30))) * _M4
-        z = (z ^ (z >> np.uint64(27))) * _M5
+        z = (r * M_ROW) ^ (c * M_COL)
+        z = z + np.uint64(seed & 0xFFFF_FFFF_FFFF_FFFF) * M_SEED
+        z = (z ^ (z >> np.uint64(30))) * M_MIX1
+        z = (z ^ (z >> np.uint64(27))) * M_MIX2
         z = z ^ (z >> np.uint64(31))
     return z
 

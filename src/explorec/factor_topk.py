@@ -48,6 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from explorec._hashing import M_COL, M_MIX1, M_MIX2, M_ROW, M_SEED
 from explorec.ranking import DEFAULT_SEED, TIE_SALT, check_k, top_items
 
 try:  # numba is a dependency, but a broken LLVM install must not take ranking down with it
@@ -56,7 +57,6 @@ except Exception:  # pragma: no cover - depends on the environment
     numba = None
 
 _MASK = (1 << 64) - 1
-_M3 = 0x165667B19E3779F9
 BLOCK_USERS = 256  # users per block (per worker thread)
 FIRST_TILE = 2048  # items in the first tile; each next tile is twice as long, up to MAX_TILE
 MAX_TILE = 16384
@@ -72,11 +72,10 @@ if numba is not None:
     @numba.njit(inline="always")
     def _key(row, col, add):  # pragma: no cover - compiled
         # explorec._hashing.hash64 (splitmix64 finaliser), one pair
-        z = (np.uint64(row) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-            np.uint64(col) * np.uint64(0xC2B2AE3D27D4EB4F))
+        z = (np.uint64(row) * M_ROW) ^ (np.uint64(col) * M_COL)
         z = z + add
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = (z ^ (z >> np.uint64(30))) * M_MIX1
+        z = (z ^ (z >> np.uint64(27))) * M_MIX2
         return z ^ (z >> np.uint64(31))
 
     @numba.njit(inline="always")
@@ -289,7 +288,7 @@ def factor_top_items(U: np.ndarray, V: np.ndarray | PreparedItems, rows: np.ndar
     gamma = (d + 2) * 2.0 ** -24 / (1 - (d + 2) * 2.0 ** -24)
     # 2 eps: the heap's float32 scores and each candidate's are both off by up to eps
     slack_all = 4 * gamma * unorm * prep.max_norm + 1e-30
-    add = np.uint64(((seed ^ TIE_SALT) & _MASK) * _M3 & _MASK)
+    add = np.uint64(((seed ^ TIE_SALT) & _MASK) * int(M_SEED) & _MASK)
     cap = 8 * kk + 256
     got = np.zeros(n, dtype=np.int64)
     scored: list[int] = []
