@@ -8,7 +8,8 @@ from pathlib import Path
 
 from explorec.data.catalog import Dataset
 from explorec.data.fetch import dataset_dir
-from explorec.errors import DataError, UnknownNameError
+from explorec.errors import DataError
+from explorec.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,21 @@ def _synthetic_entry() -> DatasetEntry:
     )
 
 
-_ENTRIES: dict[str, Callable[[], DatasetEntry]] = {
+# name -> a function building its entry (the loaders are imported only then)
+DATASETS: Registry[Callable[[], DatasetEntry]] = Registry("dataset", {
     "ml-100k": _ml100k_entry,
     "obd": _obd_entry,
     "instacart-sample": _instacart_entry,
     "synthetic": _synthetic_entry,
-}
+})
 
 
 def dataset_names() -> list[str]:
-    return list(_ENTRIES)
+    return DATASETS.names()
 
 
 def get_entry(name: str) -> DatasetEntry:
-    if name not in _ENTRIES:
-        raise UnknownNameError("dataset", name, list(_ENTRIES))
-    return _ENTRIES[name]()
+    return DATASETS.get(name)()
 
 
 def fetch_dataset(name: str, **kwargs: object) -> Path | None:
@@ -132,7 +132,7 @@ def load_dataset(
         read_interactions,
     )
 
-    if name in _ENTRIES:
+    if name in DATASETS:
         if columns:
             raise DataError(f"columns apply to your own files; {name!r} is a registered dataset "
                             "with known columns")
@@ -152,7 +152,7 @@ def load_dataset(
         if not path.exists():
             if path.suffix or "/" in name or "\\" in name:
                 raise DataError("file not found", source=name)
-            raise UnknownNameError("dataset", name, list(_ENTRIES))
+            raise DATASETS.unknown(name)
         if path.is_dir() and not _is_grouplens_dir(path):
             from explorec.data.parquet_dir import is_parquet_dir
 
@@ -222,7 +222,7 @@ def load_obd_collection() -> dict[str, object]:
 
 def dataset_info(name: str, **options: object) -> dict[str, object]:
     """Summary with at least ``users``, ``items`` and ``interactions``."""
-    entry = get_entry(name) if name in _ENTRIES else None
+    entry = get_entry(name) if name in DATASETS else None
     if entry is not None and entry.kind == "bandit":
         logs = entry.load()
         per_log = {k: v.info() for k, v in logs.items()}  # type: ignore[attr-defined]

@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from explorec.encoders.base import TextEncoder, l2_normalise
 from explorec.encoders.cache import EmbeddingCache, encode_cached
 from explorec.encoders.tfidf import TfidfEncoder
+from explorec.errors import ExploRecError
+from explorec.registry import Registry
 
-ENCODERS = ("minilm", "tfidf")
+
+def _minilm(device: str | None) -> TextEncoder:
+    """all-MiniLM-L6-v2; the TF-IDF encoder, with a warning, when torch is not installed."""
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        import warnings
+
+        warnings.warn("sentence-transformers is not installed; using the TF-IDF encoder "
+                      "(pip install 'explorec[deep]' for MiniLM)", stacklevel=3)
+        return TfidfEncoder()
+    from explorec.encoders.sentence import DEFAULT_MODEL
+
+    return _sentence(DEFAULT_MODEL, device)
+
+
+def _sentence(model: str, device: str | None) -> TextEncoder:
+    """A sentence-transformers model (a local directory; models are never downloaded)."""
+    import sentence_transformers  # noqa: F401  (ImportError: the deep extra is missing)
+
+    from explorec.encoders.sentence import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(model, device=device)
+
+
+def _unknown_encoder(name: str, known: list[str]) -> ExploRecError:
+    return ExploRecError(f"unknown encoder {name!r}: use {', '.join(known)}, or the path of a "
+                         "directory holding a sentence-transformers model (models are never "
+                         "downloaded)")
+
+
+# name -> factory(device)
+ENCODER_REGISTRY: Registry[Callable[[str | None], TextEncoder]] = Registry("encoder", {
+    "minilm": _minilm,
+    "tfidf": lambda device: TfidfEncoder(),
+}, error=_unknown_encoder)
+ENCODERS = tuple(ENCODER_REGISTRY.names())
 
 
 def get_encoder(name: str = "minilm", device: str | None = None) -> TextEncoder:
@@ -14,31 +55,10 @@ def get_encoder(name: str = "minilm", device: str | None = None) -> TextEncoder:
 
     ``minilm`` falls back to ``tfidf`` with a warning when torch is not installed.
     """
-    if name == "tfidf":
-        return TfidfEncoder()
-    if name not in ENCODERS:
-        from pathlib import Path
-
-        from explorec.errors import ExploRecError
-
-        if not Path(name).is_dir():
-            raise ExploRecError(f"unknown encoder {name!r}: use {', '.join(ENCODERS)}, or the path "
-                                "of a directory holding a sentence-transformers model (models are "
-                                "never downloaded)")
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        if name != "minilm":
-            raise
-        import warnings
-
-        warnings.warn("sentence-transformers is not installed; using the TF-IDF encoder "
-                      "(pip install 'explorec[deep]' for MiniLM)", stacklevel=2)
-        return TfidfEncoder()
-    from explorec.encoders.sentence import DEFAULT_MODEL, SentenceTransformerEncoder
-
-    return SentenceTransformerEncoder(DEFAULT_MODEL if name == "minilm" else name, device=device)
+    if name not in ENCODER_REGISTRY and Path(name).is_dir():
+        return _sentence(name, device)
+    return ENCODER_REGISTRY.get(name)(device)
 
 
-__all__ = ["ENCODERS", "EmbeddingCache", "TextEncoder", "TfidfEncoder", "encode_cached",
-           "get_encoder", "l2_normalise"]
+__all__ = ["ENCODERS", "ENCODER_REGISTRY", "EmbeddingCache", "TextEncoder", "TfidfEncoder",
+           "encode_cached", "get_encoder", "l2_normalise"]

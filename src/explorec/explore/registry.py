@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from explorec.errors import UnknownNameError
+from explorec.registry import Registry, import_object
 
-_POLICIES: dict[str, tuple[str, str]] = {
+# name -> ("module:class", description)
+POLICIES: Registry[tuple[str, str]] = Registry("policy", {
     "greedy": ("explorec.explore.greedy:GreedyPolicy", "base model's top-k (pure exploitation)"),
     "egreedy": ("explorec.explore.greedy:EpsilonGreedyPolicy",
                 "greedy, uniformly random slate in epsilon of requests"),
@@ -22,24 +22,19 @@ _POLICIES: dict[str, tuple[str, str]] = {
                       "Thompson sampling, Bayesian linear head on two-tower embeddings"),
     "vw": ("explorec.explore.vw:VowpalWabbitPolicy", "Vowpal Wabbit --cb_explore_adf (optional)"),
     "mmr": ("explorec.explore.mmr:MMRPolicy", "MMR diversity re-ranking of the base model"),
-}
+})
 
 
 def policy_names() -> list[str]:
-    return list(_POLICIES)
+    return POLICIES.names()
 
 
 def policy_class(name: str) -> type:
-    if name not in _POLICIES:
-        raise UnknownNameError("policy", name, list(_POLICIES))
-    module, _, cls = _POLICIES[name][0].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return import_object(POLICIES.get(name)[0])
 
 
 def describe_policy(name: str) -> str:
-    if name not in _POLICIES:
-        raise UnknownNameError("policy", name, list(_POLICIES))
-    return _POLICIES[name][1]
+    return POLICIES.get(name)[1]
 
 
 def create_policy(name: str, **params: Any) -> Any:

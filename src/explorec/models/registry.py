@@ -5,13 +5,13 @@ Classes are imported lazily, so listing models never imports torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from explorec.errors import UnknownNameError
 from explorec.models.params import validate_params
+from explorec.registry import Registry, import_object
 
-_MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
+# name -> ("module:class", tuned default parameters, description)
+MODELS: Registry[tuple[str, dict[str, Any], str]] = Registry("model", {
     "random": ("explorec.models.baselines:RandomRecommender", {}, "seeded uniform scores"),
     "pop": ("explorec.models.baselines:PopularityRecommender", {}, "most popular items"),
     # itemknn defaults: chosen on validation NDCG@10 by benchmarks/knn_grid.py (seed 2020)
@@ -52,34 +52,29 @@ _MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
                     "a model (ease by default) fitted on CFGAN-augmented data for sparse users"),
     "gru4rec": ("explorec.models.gru4rec:GRU4Rec", {}, "next-item GRU over the user's sequence"),
     "sasrec": ("explorec.models.sasrec:SASRec", {}, "next-item causal self-attention (Transformer)"),
-}
+})
 
 
 def model_names() -> list[str]:
-    return list(_MODELS)
+    return MODELS.names()
 
 
 def model_class(name: str) -> type:
-    if name not in _MODELS:
-        raise UnknownNameError("model", name, list(_MODELS))
-    module, _, cls = _MODELS[name][0].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return import_object(MODELS.get(name)[0])
 
 
 def history_scoring_models() -> list[str]:
     """Registered models that score a new user's history without retraining (their
     ``scores_history``); the wrappers (hybrid, gan-augment) when their inner models do."""
-    return [n for n in _MODELS if getattr(model_class(n), "scores_history", False)]
+    return [n for n in MODELS.names() if getattr(model_class(n), "scores_history", False)]
 
 
 def default_params(name: str) -> dict[str, Any]:
-    if name not in _MODELS:
-        raise UnknownNameError("model", name, list(_MODELS))
-    return dict(_MODELS[name][1])
+    return dict(MODELS.get(name)[1])
 
 
 def describe(name: str) -> str:
-    return _MODELS[name][2]
+    return MODELS.get(name)[2]
 
 
 def create_model(name: str, **params: Any) -> Any:

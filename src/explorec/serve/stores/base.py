@@ -1,0 +1,140 @@
+"""The :class:`Store` protocol, :class:`StoreError`, :func:`open_store` and the helpers the
+stores share (array and vector blobs, store URLs)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from explorec.errors import ExploRecError
+
+if TYPE_CHECKING:  # the records import StoreError from here
+    from explorec.serve.stores.records import (
+        Heads,
+        Interaction,
+        ItemRecord,
+        RankEvent,
+        RewardRecord,
+        RewardResult,
+        Snapshot,
+    )
+
+
+class StoreError(ExploRecError):
+    """A store that cannot be opened or reached, or a stored record that is corrupt."""
+
+
+# ------------------------------------------------------------------ array blobs (no pickle)
+def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def arrays_from_bytes(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _vec_bytes(v: np.ndarray | None) -> bytes | None:
+    return None if v is None else np.asarray(v, dtype="<f4").tobytes()
+
+
+def _vec_from(b: bytes | None) -> np.ndarray | None:
+    return None if not b else np.frombuffer(b, dtype="<f4").copy()
+
+
+def redact_url(url: str) -> str:
+    """The store URL with any password replaced by ``***`` (safe to log)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    return urlunsplit(parts)
+
+
+# ------------------------------------------------------------------ protocol
+@runtime_checkable
+class Store(Protocol):
+    """Durable service state. Every write method returns after the write is durable."""
+
+    url: str
+
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+    def describe(self) -> str: ...
+
+    # served slates and rewards
+    def log_rank(self, event: RankEvent) -> None: ...
+    def log_ranks(self, events: Sequence[RankEvent]) -> None:
+        """Several slates in one atomic, durable write."""
+        ...
+    def get_event(self, event_id: str) -> RankEvent | None: ...
+    def get_events(self, event_ids: Sequence[str]) -> dict[str, RankEvent]: ...
+    def iter_events(self, batch: int = 1000) -> Iterator[RankEvent]: ...
+    def add_reward(self, event: RankEvent, position: int, reward: float, ts: float) -> RewardResult:
+        """Record a reward once per (event, position); a positive reward also joins the user's
+        history (kind ``reward``) in the same atomic write."""
+        ...
+    def rewards_since(self, seq: int, limit: int = 10_000) -> list[RewardRecord]: ...
+    def rewards_for_event(self, event_id: str) -> list[RewardRecord]: ...
+
+    # interactions / histories
+    def add_interactions(self, rows: Sequence[Interaction]) -> int: ...
+    def history(self, user: str, upto_seq: int | None = None, limit: int | None = None
+                ) -> tuple[list[str], int]: ...
+    def iter_interactions(self) -> Iterator[Interaction]: ...
+
+    # items
+    def put_item(self, item: str, text: str, features: dict[str, Any], space: str,
+                 vector: np.ndarray | None, ts: float) -> ItemRecord: ...
+    def delete_item(self, item: str, ts: float) -> ItemRecord | None: ...
+    def get_item(self, item: str) -> ItemRecord | None: ...
+    def items_since(self, seq: int) -> list[ItemRecord]: ...
+
+    # users, state, bookkeeping
+    def delete_user(self, user: str) -> dict[str, int]: ...
+    def user_trace(self, user: str) -> int: ...
+    def heads(self) -> Heads: ...
+    def save_snapshot(self, snap: Snapshot) -> None: ...
+    def load_snapshot(self, artifact: str) -> Snapshot | None: ...
+    def meta_setnx(self, key: str, value: str) -> str: ...
+    def meta_get(self, key: str) -> str | None: ...
+    def meta_set(self, key: str, value: str) -> None: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database path of a ``sqlite://`` store URL (None for other stores)."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url[len("sqlite://"):]
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    if not path:
+        raise StoreError(f"store URL {url!r}: no database path (use sqlite:///PATH)")
+    return path
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``redis://[:pw@]host:port/db``."""
+    path = sqlite_path(url)
+    if path is not None:
+        from explorec.serve.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(path, **options)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from explorec.serve.stores.redis import RedisStore
+
+        return RedisStore(url, **options)
+    raise StoreError(f"unknown store URL {redact_url(url)!r}: use sqlite:///PATH or "
+                     "redis://HOST:PORT/DB")
