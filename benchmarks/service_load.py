@@ -3,10 +3,24 @@
 A bounded asynchronous load generator (``--concurrency`` keep-alive connections, one request
 in flight on each) against a real server process (uvicorn) with a real store. The default
 client speaks HTTP/1.1 on bare asyncio streams; ``--client httpx`` uses httpx.AsyncClient,
-which on a small machine costs the server more CPU than it measures. Two phases per artifact:
+which on a small machine costs the server more CPU than it measures. Phases per artifact and store:
 
-* ``rank``: only ``POST /v1/rank`` (throughput and latency of ranking + logging the slate);
-* ``rank+reward``: each client ranks, then rewards one shown item (``POST /v1/reward``).
+* ``rank`` (closed loop): ``--concurrency`` clients, each sends its next ``POST /v1/rank`` as
+  soon as the last answer arrived: the capacity at that many requests in flight;
+* ``rank paced``: the same clients, but requests leave on a fixed schedule of ``--rate``
+  requests/s in total; latency counts from the scheduled send time, so a server that falls
+  behind pays for the queue it built (no coordinated omission). This is the latency goal;
+* ``rank+reward`` (closed loop, and paced at ``--pair-rate`` pairs/s): each client ranks,
+  then rewards one shown item (``POST /v1/reward``);
+* ``growth``: paced at ``--growth-rate`` requests/s from 1 client and from 64 clients: the
+  same offered load spread over more connections must not grow p99 by more than 2x (a lock
+  convoy would).
+
+Goals (issue 14; the script exits 1 when one is missed): rank >= 1,000 requests/s at 16 in
+flight; rank p99 <= 10 ms paced at 1,000/s over 16 connections; rank+reward >= 500 pairs/s at
+16 in flight, and p99 <= 20 ms paced at 500 pairs/s; p99(64 clients) <= 2 x p99(1 client).
+Each phase also reports the server's CPU time per request (all its processes, from /proc):
+that figure is robust to the machine's other load where the latencies are not.
 
 Artifacts: ML-100K (EASE + LinUCB on TF-IDF item vectors) and a synthetic 100,000-item
 catalog (popularity + LinUCB on item vectors; EASE's item-item matrix does not fit 100k
@@ -125,22 +139,36 @@ class HttpxConnection:
 
 
 async def _load(url: str, duration: float, concurrency: int, users: list[str], reward: bool,
-                seed: int, client: str = "raw") -> dict[str, Any]:
-    """``concurrency`` clients loop rank (-> reward) until ``duration`` seconds have passed."""
+                seed: int, client: str = "raw", rate: float | None = None) -> dict[str, Any]:
+    """``concurrency`` clients loop rank (-> reward) until ``duration`` seconds have passed.
+
+    With ``rate`` (requests, or rank+reward pairs, per second over all clients) client ``c``
+    starts its n-th request at ``t0 + (n * concurrency + c) / rate`` (or at once when it is
+    late) and its latency counts from that scheduled time.
+    """
     from urllib.parse import urlsplit
 
     import httpx
 
     lat: dict[str, list[float]] = {"rank": [], "reward": []}
     errors: dict[str, int] = {"rank": 0, "reward": 0}
-    stop_at = time.perf_counter() + duration
+    t_start = time.perf_counter() + 0.05
+    stop_at = t_start + duration
     parts = urlsplit(url)
 
     async def one(n: int, conn: Any) -> None:
         rnd = random.Random(seed * 1000 + n)
-        while time.perf_counter() < stop_at:
+        i = 0
+        while True:
+            due = t_start + (i * concurrency + n) / rate if rate else time.perf_counter()
+            if due >= stop_at:
+                break
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            i += 1
             user = rnd.choice(users)
-            t = time.perf_counter()
+            t = min(due, time.perf_counter())
             try:
                 status, body = await conn.post("/v1/rank", {"user": user, "k": 10})
             except (OSError, asyncio.IncompleteReadError, ValueError, httpx.HTTPError):
@@ -171,7 +199,8 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
         await asyncio.gather(*(one(n, RawConnection(parts.hostname or "127.0.0.1", parts.port or 80))
                                for n in range(concurrency)))
     wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"seconds": round(wall, 2), "client": client}
+    out: dict[str, Any] = {"seconds": round(wall, 2), "client": client, "concurrency": concurrency,
+                           "offered_per_s": rate}
     for ep, xs in lat.items():
         if not xs:
             continue
@@ -184,12 +213,40 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (uvicorn workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _phase(srv: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+    c0 = _cpu_seconds(srv.proc.pid)
+    r = asyncio.run(_load(srv.url, *args, **kw))
+    n = sum(r[ep]["requests"] for ep in ("rank", "reward") if ep in r)
+    r["server_cpu_ms_per_request"] = round((_cpu_seconds(srv.proc.pid) - c0) * 1000 / max(n, 1), 3)
+    return r
+
+
 def run_case(artifact: Path, store_kind: str, work: Path, duration: float, concurrency: int,
-             workers: int, seed: int, server_cpus: str | None = None, client: str = "raw"
-             ) -> dict[str, Any]:
+             workers: int, seed: int, server_cpus: str | None = None, client: str = "raw",
+             rates: dict[str, float] | None = None) -> dict[str, Any]:
     from explorec.serve.artifact import load_service_artifact
     from explorec.serve.procs import RedisServer, ServiceProcess
 
+    rates = rates or {"rank": 1000.0, "pairs": 500.0, "growth": 200.0}
     art = load_service_artifact(artifact)
     known = [str(u) for u in art.model.users_.ids]
     rnd = random.Random(seed)
@@ -203,10 +260,18 @@ def run_case(artifact: Path, store_kind: str, work: Path, duration: float, concu
         store = f"sqlite:///{case_dir / 'service.db'}"
     prefix = ("taskset", "-c", server_cpus) if server_cpus else ()
     srv = ServiceProcess(artifact, store, case_dir, workers=workers, prefix=prefix).start()
+    phases: dict[str, Any] = {}
     try:
         asyncio.run(_load(srv.url, 2.0, concurrency, users, True, seed, client))  # warm up
-        rank = asyncio.run(_load(srv.url, duration, concurrency, users, False, seed + 1, client))
-        mixed = asyncio.run(_load(srv.url, duration, concurrency, users, True, seed + 2, client))
+        phases["rank"] = _phase(srv, duration, concurrency, users, False, seed + 1, client)
+        phases["rank paced"] = _phase(srv, duration, concurrency, users, False, seed + 2, client,
+                                      rate=rates["rank"])
+        phases["rank+reward"] = _phase(srv, duration, concurrency, users, True, seed + 3, client)
+        phases["rank+reward paced"] = _phase(srv, duration, concurrency, users, True, seed + 4,
+                                             client, rate=rates["pairs"])
+        for c in (1, 64):
+            phases[f"growth {c}"] = _phase(srv, duration, c, users, False, seed + 5, client,
+                                           rate=rates["growth"])
     finally:
         srv.stop()
         if redis is not None:
@@ -214,7 +279,32 @@ def run_case(artifact: Path, store_kind: str, work: Path, duration: float, concu
     return {"artifact": str(artifact), "model": art.manifest["model"], "policy": art.policy_name,
             "items": art.n_items, "store": store_kind, "workers": workers, "concurrency": concurrency,
             "server_cpus": server_cpus or "shared with the load generator",
-            "duration_s": duration, "client": client, "rank_only": rank, "rank_and_reward": mixed}
+            "duration_s": duration, "client": client, "phases": phases,
+            "goals": check_goals(phases)}
+
+
+GOALS = {"rank_per_s": 1000.0, "rank_p99_ms": 10.0, "pairs_per_s": 500.0, "pair_p99_ms": 20.0,
+         "growth_p99_ratio": 2.0}
+
+
+def check_goals(ph: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal: the measured value, the bound, met or not."""
+    pr = ph["rank+reward paced"]
+    got = {
+        "rank_per_s": ph["rank"]["rank"]["requests_per_s"],
+        "rank_p99_ms": ph["rank paced"]["rank"]["p99_ms"],
+        "pairs_per_s": ph["rank+reward"]["reward"]["requests_per_s"],
+        "pair_p99_ms": max(pr["rank"]["p99_ms"], pr.get("reward", {}).get("p99_ms", 0.0)),
+        "growth_p99_ratio": round(ph["growth 64"]["rank"]["p99_ms"]
+                                  / max(ph["growth 1"]["rank"]["p99_ms"], 1e-9), 2),
+    }
+    out = {}
+    for name, bound in GOALS.items():
+        v = got[name]
+        ok = v >= bound if name.endswith("_per_s") else v <= bound
+        out[name] = {"value": v, "goal": (">= " if name.endswith("_per_s") else "<= ") + str(bound),
+                     "met": bool(ok)}
+    return out
 
 
 def markdown(results: list[dict[str, Any]], mach: str, command: str) -> str:
@@ -223,18 +313,26 @@ def markdown(results: list[dict[str, Any]], mach: str, command: str) -> str:
              if pinned and pinned[0].isdigit() else "server and load generator share the CPUs")
     lines = ["# Service load test", "",
              f"Machine: {mach}; {where}. Command: `{command}`.", "",
-             "| catalog | model + policy | store | workers | in flight | phase | endpoint | req/s | p50 ms "
-             "| p95 ms | p99 ms | errors |", "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+             "| catalog | model + policy | store | workers | phase | clients | offered/s | endpoint "
+             "| req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req |",
+             "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        for phase, key in (("rank", "rank_only"), ("rank+reward", "rank_and_reward")):
+        for phase, m0 in r["phases"].items():
             for ep in ("rank", "reward"):
-                m = r[key].get(ep)
+                m = m0.get(ep)
                 if not m:
                     continue
                 lines.append(f"| {r['items']:,} items | {r['model']} + {r['policy']} | {r['store']} | "
-                             f"{r['workers']} | {r['concurrency']} | {phase} | /v1/{ep} | "
+                             f"{r['workers']} | {phase} | {m0['concurrency']} | "
+                             f"{m0['offered_per_s'] or 'closed loop'} | /v1/{ep} | "
                              f"{m['requests_per_s']} | {m['p50_ms']} | {m['p95_ms']} | {m['p99_ms']} | "
-                             f"{m['errors']} |")
+                             f"{m['errors']} | {m0['server_cpu_ms_per_request']} |")
+    lines += ["", "## Goals", "", "| catalog | store | goal | measured | bound | met |",
+              "|---|---|---|---:|---|---|"]
+    for r in results:
+        for name, g in r["goals"].items():
+            lines.append(f"| {r['items']:,} items | {r['store']} | {name} | {g['value']} | {g['goal']} | "
+                         f"{'yes' if g['met'] else '**no**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -245,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default="linucb")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     p.add_argument("--concurrency", default="16", help="requests in flight (comma-separated to sweep)")
-    p.add_argument("--workers", default="1", help="server processes (comma-separated to compare)")
+    p.add_argument("--workers", default="2", help="server processes (comma-separated to compare)")
+    p.add_argument("--rate", type=float, default=1000.0, help="paced rank phase: requests/s")
+    p.add_argument("--pair-rate", type=float, default=500.0, help="paced rank+reward phase: pairs/s")
+    p.add_argument("--growth-rate", type=float, default=200.0,
+                   help="the 1-client vs 64-client phases: requests/s")
     p.add_argument("--server-cpus", default=None, help="pin the server to these CPUs (taskset -c), "
                    "e.g. 0,1; the load generator then runs elsewhere")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "explorec-load")
@@ -264,12 +366,15 @@ def main(argv: list[str] | None = None) -> int:
             for workers in [int(w) for w in str(a.workers).split(",") if w.strip()]:
                 for conc in [int(c) for c in str(a.concurrency).split(",") if c.strip()]:
                     r = run_case(art, store, a.work, a.duration, conc, workers, a.seed,
-                                 a.server_cpus, a.client)
+                                 a.server_cpus, a.client, {"rank": a.rate, "pairs": a.pair_rate,
+                                                           "growth": a.growth_rate})
                     results.append(r)
-                    ro = r["rank_only"]["rank"]
+                    ro = r["phases"]["rank"]
+                    goals = ", ".join(f"{n} {g['value']} ({'met' if g['met'] else 'MISSED'})"
+                                      for n, g in r["goals"].items())
                     print(f"{kind} {store} workers={workers} concurrency={conc}: rank "
-                          f"{ro['requests_per_s']} req/s p50 {ro['p50_ms']} ms p99 {ro['p99_ms']} ms "
-                          f"errors {ro['errors']}", file=sys.stderr)
+                          f"{ro['rank']['requests_per_s']} req/s p99 {ro['rank']['p99_ms']} ms, "
+                          f"{ro['server_cpu_ms_per_request']} CPU ms/req; {goals}", file=sys.stderr)
     command = "python benchmarks/service_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"machine": mach, "command": command, "results": results}
     print(json.dumps(report, indent=2))
@@ -278,8 +383,15 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_json(a.output / "service_load.json", report)
         atomic_write_text(a.output / "service_load.md", markdown(results, mach, command))
-    return 0 if all(r[k][ep]["errors"] == 0 for r in results for k in ("rank_only", "rank_and_reward")
-                    for ep in ("rank", "reward") if ep in r[k]) else 1
+    errors = sum(m[ep]["errors"] for r in results for m in r["phases"].values()
+                 for ep in ("rank", "reward") if ep in m)
+    missed = [f"{r['items']} items/{r['store']}: {n}" for r in results for n, g in r["goals"].items()
+              if not g["met"]]
+    if errors:
+        print(f"FAILED: {errors} requests failed", file=sys.stderr)
+    if missed:
+        print("goals missed: " + "; ".join(missed), file=sys.stderr)
+    return 0 if not errors and not missed else 1
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ def test_health_ready_metrics_docs(client):
 
 
 def test_rank_shape_and_cold_start(client):
-    out = rank(client, "196", 5)
+    plain = rank(client, "196", 5)
+    assert all(it["explanation"] == [] for it in plain["items"])  # computed only when asked
+    out = rank(client, "196", 5, explain=True)
     assert len(out["event_id"]) == 32 and out["policy"] == "linucb" and len(out["items"]) == 5
     for it in out["items"]:
         assert set(it) == {"item", "score", "propensity", "explanation"}
@@ -174,7 +176,7 @@ def test_events_feed_history_now(client):
     assert r.status_code == 200 and r.json()["accepted"] == 5
     after = [i["item"] for i in rank(client, user, 5)["items"]]
     assert not set(after) & set(first)  # seen items are no longer recommended
-    assert rank(client, user, 3)["items"][0]["explanation"]  # and explain the new slate
+    assert rank(client, user, 3, explain=True)["items"][0]["explanation"]  # explain the new slate
 
 
 def test_put_item_is_rankable_within_one_second(client):

@@ -161,12 +161,18 @@ class BayesianLinear:
         self.b = np.zeros(n_features) if prior_mean is None else prior_precision * np.asarray(prior_mean)
         self.n = 0
         self._chol: np.ndarray | None = None
+        self._mean: np.ndarray | None = None
 
     def update(self, X: np.ndarray, r: np.ndarray) -> None:
         self.A += X.T @ X
         self.b += X.T @ r
         self.n += len(r)
-        self._chol = None
+        self._chol = self._mean = None
+
+    def load(self, A: np.ndarray, b: np.ndarray, n: int) -> None:
+        """Replace the sufficient statistics (a restored state)."""
+        self.A, self.b, self.n = A, b, int(n)
+        self._chol = self._mean = None
 
     @property
     def chol(self) -> np.ndarray:
@@ -176,7 +182,9 @@ class BayesianLinear:
 
     @property
     def mean(self) -> np.ndarray:
-        return scipy.linalg.cho_solve((self.chol, True), self.b)
+        if self._mean is None:  # cached until the next update: ranks outnumber rewards
+            self._mean = scipy.linalg.cho_solve((self.chol, True), self.b)
+        return self._mean
 
     def sample(self, size: int, scale: float, rng: np.random.Generator) -> np.ndarray:
         """(size, d) draws from N(mean, scale^2 A^-1)."""
@@ -254,10 +262,8 @@ class _LinearPolicy(BasePolicy):
         A = np.asarray(state["A"], np.float64)
         if A.shape != self.linear.A.shape:
             raise ExploRecError(f"policy state has A of shape {A.shape}, expected {self.linear.A.shape}")
-        self.linear.A = A.copy()
-        self.linear.b = np.asarray(state["b"], np.float64).copy()
-        self.linear.n = int(np.asarray(state["n"])[0])
-        self.linear._chol = None
+        self.linear.load(A.copy(), np.asarray(state["b"], np.float64).copy(),
+                         int(np.asarray(state["n"])[0]))
 
 
 class LinUCBPolicy(_LinearPolicy):

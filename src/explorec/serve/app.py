@@ -63,7 +63,8 @@ class RankRequest(BaseModel):
     candidates: list[Id] | None = Field(None, min_length=1, max_length=10_000)
     exclude: list[Id] | None = Field(None, max_length=10_000)
     context: Context | None = None
-    explain: bool = True
+    explain: bool = Field(False, description="add each item's top contributing history items "
+                                              "(computed only when asked)")
 
 
 class Explanation(BaseModel):
@@ -493,12 +494,15 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
     @app.post("/v1/rank", response_model=RankResponse, dependencies=read, responses=_ERRORS,
               tags=["rank"], summary="Rank items for a user; the slate is logged with propensities")
     async def rank(body: RankRequest) -> JSONResponse:
-        # the slate is computed on the event loop (short CPU work under the engine lock); the
-        # durable log write is group-committed with the other slates of the moment (SlateLog)
+        # store reads (the heads, the user's history) run in a worker thread, never on the
+        # event loop; the slate itself is short in-memory work (a worker thread would make it
+        # fight the loop for the GIL); the durable log write is group-committed with the
+        # other slates of the moment (SlateLog)
         eng = service.engine
         ctx = body.context
-        r, event = eng.prepare_rank(
-            body.user, body.k, candidates=body.candidates, exclude=body.exclude,
+        h = await run_in_threadpool(eng.read_for_rank, body.user)
+        r, event = eng.compute_rank(
+            h, body.user, body.k, candidates=body.candidates, exclude=body.exclude,
             features=ctx.features if ctx else None,
             context={"attributes": ctx.attributes} if ctx and ctx.attributes else None,
             explain=body.explain)
@@ -509,7 +513,9 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
              responses=_ERRORS, tags=["rank"], summary="Top-k for a user (logged like /v1/rank)")
     async def recommendations(user_id: UserPath,
                               k: Annotated[int, Query(ge=1, le=1000)] = 10) -> JSONResponse:
-        r, event = service.engine.prepare_rank(user_id, k)
+        eng = service.engine
+        h = await run_in_threadpool(eng.read_for_rank, user_id)
+        r, event = eng.compute_rank(h, user_id, k)
         await slate_log.write(event)
         return _rank_response(r)
 

@@ -79,6 +79,11 @@ class EngineConfig:
     snapshot_every: int = 500  # rewards between policy-state snapshots
     explain_top: int = 3
     event_cache: int = 2000
+    # catalogs above this many items, when the model has no nearest-neighbour index, draw the
+    # candidate pool from a precomputed pool of the ``popular_pool`` most popular items (+ the
+    # fresh ones) instead of ranking every item's score on every request
+    scan_max_items: int = 20_000
+    popular_pool: int = 5000
 
 
 @dataclass
@@ -155,7 +160,11 @@ class Engine:
         self._vectors = np.array(art.item_vectors, np.float32)
         self._deleted = np.zeros(self.n_model, bool)
         self.added: list[int] = []  # internal ids of API-added items, creation order
+        # ``lock`` guards the in-memory state (policy, item table, served cache) and is never
+        # held during store I/O or text encoding; ``_sync_lock`` lets one thread at a time
+        # bring the engine up to the store's heads (its reads happen outside ``lock``)
         self.lock = threading.RLock()
+        self._sync_lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self.policy = art.new_policy()
         self._uses_model_items_only = self.policy.uses_two_tower
@@ -164,6 +173,7 @@ class Engine:
         rng = np.random.default_rng(int(art.manifest.get("seed", 2020)))
         self._calib = np.sort(rng.choice(self.n_model, min(self.n_model, 2000), replace=False))
         self._can_score_history = self.model.can_score_history()
+        self._popular = self._popular_pool()
         self.epoch = 0
         self.items_seq = 0
         self.reward_seq = 0
@@ -250,35 +260,61 @@ class Engine:
         self._served.clear()
 
     # ------------------------------------------------------------------ sync with the store
+    def _popular_pool(self) -> np.ndarray | None:
+        """The model's items by training popularity (ties by a fixed hash), most popular first:
+        the candidate source for catalogs above ``scan_max_items`` without an index."""
+        if self.n_model <= self.config.scan_max_items or self.model.index_ is not None:
+            return None
+        counts = np.bincount(self._train.indices, minlength=self.n_model).astype(np.float64)
+        n = min(self.config.popular_pool, self.n_model)
+        return topk(counts[None, :], n, rows=np.array([0]))[0].astype(np.int64)
+
+    def _in_sync(self, h: Any) -> bool:
+        return h.epoch == self.epoch and h.items_seq <= self.items_seq and h.rewards_seq <= self.reward_seq
+
     def sync(self) -> None:
-        """Apply every item change and reward the store has that this engine has not."""
+        """Apply every item change and reward the store has that this engine has not.
+
+        The store is read outside :attr:`lock` (ranks keep running on the current state);
+        each batch of changes is applied under it. A call that finds the engine up to date
+        costs one read of the store's heads and takes no lock.
+        """
         if self.store is None:
             return
-        with self.lock:
+        h = self.store.heads()
+        if self._in_sync(h) and self.applied.since_snapshot < self.config.snapshot_every:
+            return
+        with self._sync_lock:
             h = self.store.heads()
             if h.epoch != self.epoch:
-                self._rebuild(h.epoch)
+                with self.lock:
+                    self._rebuild(h.epoch)
             if h.items_seq > self.items_seq:
                 recs = self.store.items_since(self.items_seq)
-                self._apply_items(recs, grow_policy=True)
-                self.items_seq = max([r.seq for r in recs], default=h.items_seq)
+                vecs = self._item_vectors(recs)
+                with self.lock:
+                    self._apply_items(recs, grow_policy=True, vectors=vecs)
+                    self.items_seq = max([r.seq for r in recs], default=h.items_seq)
             while h.rewards_seq > self.reward_seq:
                 recs = self.store.rewards_since(self.reward_seq, 1000)
                 if not recs:
                     self.reward_seq = h.rewards_seq
                     break
-                self._apply_rewards(recs)
-                self.reward_seq = recs[-1].seq
+                served = self._fetch_served(recs)
+                with self.lock:
+                    self._apply_rewards(recs, served)
+                    self.reward_seq = recs[-1].seq
             if self.applied.since_snapshot >= self.config.snapshot_every:
                 self.snapshot()
 
     def snapshot(self) -> None:
         if self.store is None:
             return
-        with self.lock:
-            self.store.save_snapshot(Snapshot(self.art.artifact_id, self.epoch, self.reward_seq,
-                                              self.n_items, self.applied.n, self.policy.get_state()))
+        with self.lock:  # a consistent copy of the state; written after the lock is released
+            snap = Snapshot(self.art.artifact_id, self.epoch, self.reward_seq, self.n_items,
+                            self.applied.n, self.policy.get_state())
             self.applied.since_snapshot = 0
+        self.store.save_snapshot(snap)
 
     def _item_vector(self, rec: ItemRecord) -> np.ndarray:
         v = rec.vector
@@ -288,14 +324,21 @@ class Engine:
             return self.encode([rec.text])[0]
         return np.zeros(self._vectors.shape[1], np.float32)
 
-    def _apply_items(self, recs: Sequence[ItemRecord], *, grow_policy: bool) -> None:
+    def _item_vectors(self, recs: Sequence[ItemRecord]) -> dict[int, np.ndarray]:
+        """The LM vector of each live record (by seq), encoding texts stored without one."""
+        return {r.seq: self._item_vector(r) for r in recs if r.text or r.vector is not None}
+
+    def _apply_items(self, recs: Sequence[ItemRecord], *, grow_policy: bool,
+                     vectors: dict[int, np.ndarray] | None = None) -> None:
+        vecs = vectors if vectors is not None else self._item_vectors(recs)
+        zero = np.zeros(self._vectors.shape[1], np.float32)
         known = [r for r in recs if r.item in self.index]
         new = sorted((r for r in recs if r.item not in self.index), key=lambda r: r.order)
         for r in known:
             i = self.index[r.item]
             self._deleted[i] = r.deleted
-            if not r.deleted and r.text:
-                v = self._item_vector(r)
+            if not r.deleted and r.text and r.seq in vecs:
+                v = vecs[r.seq]
                 self._vectors[i] = v
                 self._update_policy_vector(i, v)
         if not new:
@@ -314,7 +357,7 @@ class Engine:
             i = start + n
             self.ids.append(r.item)
             self.index[r.item] = i
-            self._vectors[i] = self._item_vector(r)
+            self._vectors[i] = vecs.get(r.seq, zero)
             self._deleted[i] = r.deleted
             self.added.append(i)
         if grow_policy:
@@ -375,20 +418,20 @@ class Engine:
         contrib = np.zeros((len(items), len(hist)))
         hm = hist < self.n_model
         im = items < self.n_model
-        try:
-            if hm.any() and im.any():
-                c = np.asarray(self.model.contributions(max(user_key, 0), hist[hm], items[im]), np.float64)
-                contrib[np.ix_(np.flatnonzero(im), np.flatnonzero(hm))] = c
+        rest = np.ones_like(contrib, bool)
+        if hm.any() and im.any():  # the model's own terms (every Recommender has them)
+            c = np.asarray(self.model.contributions(max(user_key, 0), hist[hm], items[im]), np.float64)
+            contrib[np.ix_(np.flatnonzero(im), np.flatnonzero(hm))] = c
             rest = ~im[:, None] | ~hm[None, :]
-        except Exception:  # explanations must never fail a ranking
-            rest = np.ones_like(contrib, bool)
-        if rest.any():
+        if rest.any():  # items added since training: LM-vector similarity
             cos = self.vectors[items] @ self.vectors[hist].T
             contrib = np.where(rest, cos, contrib)
+        shown = np.where((contrib > 0) & np.isfinite(contrib), contrib, -np.inf)
+        order = np.argsort(-shown, axis=1, kind="stable")[:, :top]
+        weights = np.take_along_axis(shown, order, axis=1)
         for r in range(len(items)):
-            order = np.argsort(-contrib[r], kind="stable")[:top]
-            out[r] = [{"item": self.ids[int(hist[j])], "weight": round(float(contrib[r, j]), 6)}
-                      for j in order if contrib[r, j] > 0 and np.isfinite(contrib[r, j])]
+            out[r] = [{"item": self.ids[int(hist[j])], "weight": round(float(w), 6)}
+                      for j, w in zip(order[r], weights[r], strict=True) if w > -np.inf]
         return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -415,12 +458,25 @@ class Engine:
                      context: dict[str, Any] | None = None, explain: bool = True
                      ) -> tuple[RankResult, RankEvent]:
         """Compute a slate and its log record (not yet durable: see :meth:`commit_rank`)."""
-        store = self.store
-        hist_items, hist_seq = (store.history(user, limit=self.config.max_history)
-                                if store is not None else ([], 0))
+        return self.compute_rank(self.read_for_rank(user), user, k, candidates=candidates,
+                                 exclude=exclude, features=features, context=context, explain=explain)
+
+    def read_for_rank(self, user: str) -> tuple[list[str], int]:
+        """The store I/O a rank needs: bring the engine up to the store's heads and read the
+        user's logged history (its most recent ``max_history`` items and their sequence)."""
+        self.sync()
+        if self.store is None:
+            return [], 0
+        return self.store.history(user, limit=self.config.max_history)
+
+    def compute_rank(self, history: tuple[list[str], int], user: str, k: int = 10, *,
+                     candidates: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
+                     features: Sequence[float] | None = None, context: dict[str, Any] | None = None,
+                     explain: bool = True) -> tuple[RankResult, RankEvent]:
+        """The in-memory part of a rank (no store I/O): slate, propensities, log record."""
+        hist_items, hist_seq = history
         ctx = None if features is None else np.asarray(features, np.float64)[None, :]
         with self.lock:
-            self.sync()
             hist, ukey = self._history_idx(user, hist_items)
             tie_user = ukey if ukey >= 0 else (1 << 62) + external_key(user)
             pool = self._index_pool(hist, ukey, exclude) if candidates is None else None
@@ -522,11 +578,25 @@ class Engine:
             ok = np.ones(limit, bool)
             ok[block] = False
             return np.flatnonzero(ok)
+        fresh = [i for i in self.added[-self.config.fresh_items:] if i < limit and not self._deleted[i]]
+        if self._popular is not None:
+            # large catalog: rank only the precomputed popular pool (+ fresh items)
+            src = self._popular
+            if fresh:
+                src = np.union1d(src, np.asarray(fresh, np.int64))
+            blocked_mask = np.zeros(limit, bool)
+            blocked_mask[block] = True
+            src = src[~blocked_mask[src]]
+            if len(src) > pool:
+                s = np.asarray(base[src], dtype=np.float64)
+                # ties by the user's keys on the items' own ids (not their place in the pool)
+                top = topk(s[None, :], pool, rows=np.array([tie_user]), cols=src)[0]
+                src = src[top]
+            return np.sort(src).astype(np.int64)
         # top-`pool` by score among the allowed items (ties by the user's tie keys)
         s = np.array(base[:limit], dtype=np.float64)
         s[block] = -np.inf
         top = topk(s[None, :], pool, rows=np.array([tie_user]))[0]
-        fresh = [i for i in self.added[-self.config.fresh_items:] if i < limit and not self._deleted[i]]
         if fresh:
             fresh_ok = np.setdiff1d(np.asarray(fresh, np.int64), block)
             top = np.union1d(top, fresh_ok)
@@ -580,28 +650,37 @@ class Engine:
         self.sync()
         return res.record
 
-    def _apply_rewards(self, recs: Sequence[RewardRecord]) -> None:
+    def _fetch_served(self, recs: Sequence[RewardRecord]) -> dict[str, tuple[RankEvent, _Served] | None]:
+        """For rewards of events no longer in memory: the logged event and what its rank saw,
+        read from the store and recomputed (outside :attr:`lock`); None where unlearnable."""
+        with self.lock:
+            need = list(dict.fromkeys(r.event_id for r in recs if r.event_id not in self._served))
+        if not need or self.store is None:
+            return {}
+        fetched = self.store.get_events(need)
+        out: dict[str, tuple[RankEvent, _Served] | None] = {}
+        for eid in need:
+            ev = fetched.get(eid)
+            served = self._reconstruct(ev) if ev is not None else None
+            out[eid] = (ev, served) if ev is not None and served is not None else None
+        return out
+
+    def _apply_rewards(self, recs: Sequence[RewardRecord],
+                       fetched: dict[str, tuple[RankEvent, _Served] | None] | None = None) -> None:
         """Policy update from logged rewards (one Feedback batch, padded candidates)."""
         from explorec.explore import Feedback, Requests, SlateBatch
 
         t0 = time.perf_counter()
-        need = [r.event_id for r in recs if r.event_id not in self._served]
-        fetched = self.store.get_events(need) if need and self.store is not None else {}
+        if fetched is None:
+            fetched = self._fetch_served(recs)
         rows: list[tuple[RewardRecord, RankEvent, _Served]] = []
         for r in recs:
-            hit = self._served.get(r.event_id)
-            if hit is not None:
-                ev, served = hit
-            else:
-                ev = fetched.get(r.event_id)  # type: ignore[assignment]
-                if ev is None:
-                    self.applied.skipped += 1
-                    continue
-                served = self._reconstruct(ev)
-                if served is None:
-                    self.applied.skipped += 1
-                    continue
-                self._served[r.event_id] = (ev, served)
+            hit = self._served.get(r.event_id) or fetched.get(r.event_id)
+            if hit is None:
+                self.applied.skipped += 1
+                continue
+            ev, served = hit
+            self._served[r.event_id] = hit
             if r.position >= len(ev.positions) or int(ev.positions[r.position]) >= len(served.cand):
                 self.applied.skipped += 1
                 continue
