@@ -49,7 +49,13 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
 
     from explorec.artifacts import read_manifest
 
+    from explorec.serve.guard import ConnectionLimits
+
     notice = check_bind(config, host)
+    lim = ConnectionLimits.from_env()  # bad values fail here, before anything starts
+    os.environ.update(lim.to_env())  # the workers' protocols read them
+    guard = {"http": "explorec.serve.guard:GuardedHttpProtocol", "limit_concurrency": lim.max_connections,
+             "timeout_keep_alive": 5}
     read_manifest(config.artifact)  # a missing or foreign artifact fails before the store opens
     from explorec.serve.engine import single_threaded_blas
 
@@ -57,6 +63,9 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"explorec serve: {notice}", file=sys.stderr, flush=True)
+    print(f"explorec serve: request heads <= {lim.max_header_bytes} bytes within "
+          f"{lim.header_timeout_s:g} s, bodies within {lim.body_timeout_s:g} s, <= "
+          f"{lim.max_connections} connections per worker", file=sys.stderr, flush=True)
     print(f"explorec serve: artifact {config.artifact}, store {redact_url(config.store)}, "
           f"http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr, flush=True)
     if workers > 1:
@@ -68,7 +77,7 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         os.environ["EXPLOREC_REWARD_WINDOW"] = str(config.engine.reward_window_s)
         os.environ["EXPLOREC_SNAPSHOT_EVERY"] = str(config.engine.snapshot_every)
         uvicorn.run("explorec.serve.app:create_app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, access_log=access_log)
+                    workers=workers, log_level=log_level, access_log=access_log, **guard)
         return
     from explorec.serve.app import create_app
 
@@ -76,7 +85,7 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         app = create_app(config)
     _warn_weak_redis(app)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, **guard)
 
 
 @contextlib.contextmanager
