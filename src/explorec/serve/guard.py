@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -37,7 +37,8 @@ class ConnectionLimits:
     body_timeout_s: float = 30.0
     max_connections: int = 1000
 
-    ENV = {"max_header_bytes": "EXPLOREC_MAX_HEADER_BYTES", "header_timeout_s": "EXPLOREC_HEADER_TIMEOUT",
+    ENV: ClassVar[dict[str, str]] = {
+        "max_header_bytes": "EXPLOREC_MAX_HEADER_BYTES", "header_timeout_s": "EXPLOREC_HEADER_TIMEOUT",
            "body_timeout_s": "EXPLOREC_BODY_TIMEOUT", "max_connections": "EXPLOREC_MAX_CONNECTIONS"}
 
     @classmethod
@@ -73,7 +74,9 @@ def limits() -> ConnectionLimits:
 
 
 def _reply(status: bytes, message: str) -> bytes:
-    body = ('{"error": "%s", "field": null}' % message).encode()
+    import json
+
+    body = json.dumps({"error": message, "field": None}).encode()
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 

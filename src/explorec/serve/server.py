@@ -48,7 +48,6 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     import uvicorn
 
     from explorec.artifacts import read_manifest
-
     from explorec.serve.guard import ConnectionLimits
 
     notice = check_bind(config, host)
