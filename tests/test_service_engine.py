@@ -167,7 +167,7 @@ def test_ope_on_log_recovers_the_logging_policy_value(egreedy_art, tmp_path):
 
 
 def test_retrain_from_log_warm_starts(linucb_art, tmp_path):
-    from explorec.serve.artifact import retrain_from_log
+    from explorec.serve.retrain import retrain_from_log
 
     store = SQLiteStore(tmp_path / "r.db")
     a = Engine(linucb_art, store)

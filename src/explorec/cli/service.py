@@ -147,7 +147,8 @@ def retrain(
     """Train a new artifact on the base artifact's data plus every logged interaction and item."""
     from explorec.cli.common import console, fail, out, parse_mapping
     from explorec.errors import ExploRecError
-    from explorec.serve.artifact import load_service_artifact, retrain_from_log
+    from explorec.serve.artifact import load_service_artifact
+    from explorec.serve.retrain import retrain_from_log
     from explorec.serve.stores import open_store
 
     try:

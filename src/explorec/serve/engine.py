@@ -33,6 +33,7 @@ from explorec._io import sha256_bytes
 from explorec.errors import ExploRecError
 from explorec.ranking import external_key, topk
 from explorec.serve.artifact import ServiceArtifact
+from explorec.serve.errors import Conflict, Gone, NotFound, ServiceError
 from explorec.serve.stores import (
     Interaction,
     ItemRecord,
@@ -44,30 +45,8 @@ from explorec.serve.stores import (
 
 log = logging.getLogger("explorec.serve")
 
-
-class ServiceError(ExploRecError):
-    """A request the service refuses: HTTP ``status``, the ``field`` at fault and why."""
-
-    status = 422
-
-    def __init__(self, message: str, field: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status is not None:
-            self.status = status
-
-
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    status = 409
-
-
-class Gone(ServiceError):
-    status = 410
+__all__ = ["Conflict", "Engine", "EngineConfig", "Gone", "NotFound", "RankResult", "RankedItem",
+           "ServiceError"]
 
 
 @dataclass(frozen=True)

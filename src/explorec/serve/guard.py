@@ -39,7 +39,7 @@ class ConnectionLimits:
 
     ENV: ClassVar[dict[str, str]] = {
         "max_header_bytes": "EXPLOREC_MAX_HEADER_BYTES", "header_timeout_s": "EXPLOREC_HEADER_TIMEOUT",
-           "body_timeout_s": "EXPLOREC_BODY_TIMEOUT", "max_connections": "EXPLOREC_MAX_CONNECTIONS"}
+        "body_timeout_s": "EXPLOREC_BODY_TIMEOUT", "max_connections": "EXPLOREC_MAX_CONNECTIONS"}
 
     @classmethod
     def from_env(cls, env: Any = None) -> ConnectionLimits:

@@ -1,0 +1,54 @@
+"""``POST /v1/reward`` and ``POST /v1/events``: what the policy and the histories learn from.
+
+Handlers are plain functions: FastAPI runs them in its thread pool, so their store writes
+(group-committed, durable before the answer) never block the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from explorec.serve.api.deps import WRITE, MetricsDep, ServiceDep
+from explorec.serve.api.schemas import (
+    ERRORS,
+    ErrorOut,
+    EventsRequest,
+    EventsResponse,
+    RewardRequest,
+    RewardResponse,
+)
+from explorec.serve.errors import ServiceError
+from explorec.serve.stores import Interaction
+
+router = APIRouter(tags=["learn"])
+
+_OUTCOME = {404: "unknown", 409: "duplicate", 410: "late"}
+
+
+@router.post("/v1/reward", response_model=RewardResponse, dependencies=WRITE,
+             responses={**ERRORS, 404: {"model": ErrorOut, "description": "unknown event_id"},
+                        409: {"model": ErrorOut, "description": "reward already applied"},
+                        410: {"model": ErrorOut, "description": "past the reward window"}},
+             summary="Reward one shown item; the policy learns from it before this returns")
+def reward(body: RewardRequest, service: ServiceDep, metrics: MetricsDep) -> dict[str, Any]:
+    try:
+        rec = service.engine.reward(body.event_id, body.reward, item=body.item, position=body.position)
+    except ServiceError as e:
+        metrics.rewards.labels(_OUTCOME.get(e.status, "invalid")).inc()
+        raise
+    metrics.rewards.labels("applied").inc()
+    return {"event_id": rec.event_id, "item": rec.item, "position": rec.position,
+            "reward": rec.reward, "seq": rec.seq}
+
+
+@router.post("/v1/events", response_model=EventsResponse, dependencies=WRITE, responses=ERRORS,
+             summary="Batched interactions; they join the users' histories now")
+def events(body: EventsRequest, service: ServiceDep) -> dict[str, Any]:
+    now = time.time()
+    rows = [Interaction(e.user, e.item, e.type, e.value, e.timestamp if e.timestamp is not None else now)
+            for e in body.events]
+    seq = service.engine.add_events(rows)
+    return {"accepted": len(rows), "seq": seq}

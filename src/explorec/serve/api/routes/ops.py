@@ -1,0 +1,46 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from explorec.serve.api.deps import MetricsDep, ServiceDep
+from explorec.serve.api.errors import error_response
+from explorec.serve.api.schemas import ErrorOut
+from explorec.serve.stores import StoreError
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz(service: ServiceDep) -> dict[str, Any]:
+    return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
+
+
+@router.get("/readyz", summary="Readiness: artifact loaded and store reachable",
+            responses={503: {"model": ErrorOut, "description": "store unreachable"}})
+def readyz(service: ServiceDep) -> Any:
+    try:
+        service.store.ping()
+    except StoreError as e:
+        return error_response(503, f"store unavailable: {e}", None)
+    eng = service.engine
+    return {"ready": True, "artifact": eng.art.artifact_id, "policy": eng.art.policy_name,
+            "items": eng.n_live_items()}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(service: ServiceDep, m: MetricsDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    eng = service.engine
+    m.items.set(eng.n_live_items())
+    m.applied.set(eng.applied.n)
+    m.seq.set(eng.reward_seq)
+    m.info.clear()
+    m.info.labels(eng.art.artifact_id, str(eng.art.manifest.get("model")), eng.art.policy_name).set(1)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

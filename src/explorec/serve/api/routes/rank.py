@@ -1,0 +1,51 @@
+"""``POST /v1/rank`` and ``GET /v1/users/{id}/recommendations``: slates logged with propensities."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from explorec.serve.api.deps import READ, ServiceDep, SlateLogDep
+from explorec.serve.api.schemas import ERRORS, RankRequest, RankResponse, UserPath
+
+router = APIRouter(tags=["rank"])
+
+
+def rank_response(r: Any) -> JSONResponse:
+    # already the response model's shape: skip re-validating it (the hot path)
+    return JSONResponse({"event_id": r.event_id, "policy": r.policy, "artifact": r.artifact,
+                         "items": [{"item": i.item, "score": i.score, "propensity": i.propensity,
+                                    "explanation": i.explanation} for i in r.items]})
+
+
+@router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
+             summary="Rank items for a user; the slate is logged with propensities")
+async def rank(body: RankRequest, service: ServiceDep, slate_log: SlateLogDep) -> JSONResponse:
+    # store reads (the heads, the user's history) run in a worker thread, never on the event
+    # loop; the slate itself is short in-memory work (in a worker thread it would fight the
+    # loop for the GIL); the durable log write is group-committed with the other slates of
+    # the moment (SlateLog)
+    eng = service.engine
+    ctx = body.context
+    h = await run_in_threadpool(eng.read_for_rank, body.user)
+    r, event = eng.compute_rank(
+        h, body.user, body.k, candidates=body.candidates, exclude=body.exclude,
+        features=ctx.features if ctx else None,
+        context={"attributes": ctx.attributes} if ctx and ctx.attributes else None,
+        explain=body.explain)
+    await slate_log.write(event)
+    return rank_response(r)
+
+
+@router.get("/v1/users/{user_id}/recommendations", response_model=RankResponse, dependencies=READ,
+            responses=ERRORS, summary="Top-k for a user (logged like /v1/rank)")
+async def recommendations(user_id: UserPath, service: ServiceDep, slate_log: SlateLogDep,
+                          k: Annotated[int, Query(ge=1, le=1000)] = 10) -> JSONResponse:
+    eng = service.engine
+    h = await run_in_threadpool(eng.read_for_rank, user_id)
+    r, event = eng.compute_rank(h, user_id, k)
+    await slate_log.write(event)
+    return rank_response(r)
