@@ -61,6 +61,11 @@ class MMRPolicy(BasePolicy):
     def _grow(self, n_new: int) -> None:
         self._prepare()
 
+    def _refresh_items(self, items: np.ndarray, item_vectors: np.ndarray) -> None:
+        """Re-texted items: their unit vectors (the rest of the catalog is untouched)."""
+        v = np.asarray(item_vectors, np.float64)
+        self._unit[items] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
     def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         base = self.base_scores(requests)
         z = standardize(base, requests.mask)

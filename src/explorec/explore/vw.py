@@ -83,6 +83,12 @@ class VowpalWabbitPolicy(BasePolicy):
         self.features.add_items(self.item_vectors[-n_new:])
         self._item_text += _fmt(self.features.V[-n_new:], "v")
 
+    def _refresh_items(self, items: np.ndarray, item_vectors: np.ndarray) -> None:
+        """Re-texted items: their reduced vectors and action lines (the PCA stays fitted)."""
+        self.features.V[items] = self.features.transform(item_vectors)
+        for i, text in zip(items, _fmt(self.features.V[items], "v"), strict=True):
+            self._item_text[int(i)] = text
+
     def _examples(self, requests: Requests, base: np.ndarray, row: int, u_text: str, z: np.ndarray
                   ) -> list[str]:
         cand = requests.candidates[row][requests.mask[row]]

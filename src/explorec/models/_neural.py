@@ -150,7 +150,7 @@ class TorchRecommender(BaseRecommender):
         self.net_.eval()
         try:
             with torch.no_grad():
-                u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=dev)
+                u = torch.as_tensor(np.ascontiguousarray(users, dtype=np.int64), device=dev)
                 out = self._score_tensor(u).float().cpu().numpy()
         finally:
             self.net_.train(was_training)
