@@ -21,15 +21,17 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                        description="read or write API key (EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS)")
 
 
-def get_service(request: Request) -> Service:
+# async on purpose: FastAPI runs a plain-function dependency in its thread pool (a thread hop
+# per dependency per request); these only read app.state
+async def get_service(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def get_slate_log(request: Request) -> SlateLog:
+async def get_slate_log(request: Request) -> SlateLog:
     return request.app.state.slate_log  # type: ignore[no-any-return]
 
 
-def get_metrics(request: Request) -> Any:
+async def get_metrics(request: Request) -> Any:
     return request.app.state.metrics
 
 
@@ -55,12 +57,12 @@ def _check(service: Service, key: str | None, needed: str) -> None:
     raise ServiceError("unknown API key", "X-API-Key", 401)
 
 
-async def read_scope(service: ServiceDep, key: Annotated[str | None, Security(API_KEY)] = None) -> None:
-    _check(service, key, "read")
+async def read_scope(request: Request, key: Annotated[str | None, Security(API_KEY)] = None) -> None:
+    _check(request.app.state.service, key, "read")
 
 
-async def write_scope(service: ServiceDep, key: Annotated[str | None, Security(API_KEY)] = None) -> None:
-    _check(service, key, "write")
+async def write_scope(request: Request, key: Annotated[str | None, Security(API_KEY)] = None) -> None:
+    _check(request.app.state.service, key, "write")
 
 
 READ = [Depends(read_scope)]
