@@ -234,3 +234,21 @@ def test_ann_index_names_the_candidate_pool(tmp_path):
         if match:
             assert abs(match[0].score - a.score) < 1e-4
     store.close()
+
+
+def test_large_catalogs_draw_candidates_from_the_popular_pool(linucb_art):
+    from explorec.ranking import topk
+
+    cfg = EngineConfig(scan_max_items=50, popular_pool=60, pool_size=20)
+    eng = Engine(linucb_art, None, cfg)
+    train = linucb_art.model.training_history().tocsr()
+    counts = np.bincount(train.indices, minlength=linucb_art.n_items).astype(float)
+    popular = {linucb_art.item_ids[i] for i in topk(counts[None, :], 60, rows=np.array([0]))[0]}
+    u = 3
+    seen = {linucb_art.item_ids[i] for i in train.indices[train.indptr[u]:train.indptr[u + 1]]}
+    user = str(linucb_art.model.user_ids()[u])
+    _, ev = eng.prepare_rank(user, 5)
+    assert len(ev.candidates) == 20
+    assert set(ev.candidates) <= popular - seen  # from the pool, never a seen item
+    _, full = Engine(linucb_art, None).prepare_rank(user, 5)
+    assert not set(full.candidates) <= popular  # the scan path ranks the whole catalog

@@ -12,6 +12,9 @@ Environment variables (all optional except the artifact):
 ``EXPLOREC_REWARD_WINDOW``  seconds after a rank during which its rewards are accepted
 ``EXPLOREC_POOL_SIZE``      candidates handed to the policy when a request names none
 ``EXPLOREC_SNAPSHOT_EVERY`` rewards between policy-state snapshots
+``EXPLOREC_SCAN_MAX_ITEMS`` catalogs above this size (and without an ANN index) take their
+                            candidates from a popular pool instead of ranking every item
+``EXPLOREC_POPULAR_POOL``   the size of that pool (the most popular training items)
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ class ServiceConfig:
         engine = EngineConfig(
             pool_size=int(num("EXPLOREC_POOL_SIZE", defaults.pool_size)),
             reward_window_s=float(num("EXPLOREC_REWARD_WINDOW", defaults.reward_window_s, float)),
-            snapshot_every=int(num("EXPLOREC_SNAPSHOT_EVERY", defaults.snapshot_every)))
+            snapshot_every=int(num("EXPLOREC_SNAPSHOT_EVERY", defaults.snapshot_every)),
+            scan_max_items=int(num("EXPLOREC_SCAN_MAX_ITEMS", defaults.scan_max_items)),
+            popular_pool=int(num("EXPLOREC_POPULAR_POOL", defaults.popular_pool)))
         return cls(artifact=artifact, store=store, read_keys=_keys(env.get("EXPLOREC_READ_KEYS")),
                    write_keys=_keys(env.get("EXPLOREC_WRITE_KEYS")),
                    max_body_bytes=int(num("EXPLOREC_MAX_BODY", DEFAULT_MAX_BODY)), engine=engine,

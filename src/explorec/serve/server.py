@@ -75,6 +75,8 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         os.environ["EXPLOREC_POOL_SIZE"] = str(config.engine.pool_size)
         os.environ["EXPLOREC_REWARD_WINDOW"] = str(config.engine.reward_window_s)
         os.environ["EXPLOREC_SNAPSHOT_EVERY"] = str(config.engine.snapshot_every)
+        os.environ["EXPLOREC_SCAN_MAX_ITEMS"] = str(config.engine.scan_max_items)
+        os.environ["EXPLOREC_POPULAR_POOL"] = str(config.engine.popular_pool)
         uvicorn.run("explorec.serve.app:create_app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level, access_log=access_log, **guard)
         return
