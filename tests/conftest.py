@@ -31,3 +31,29 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "explorec-home"
     monkeypatch.setenv("EXPLOREC_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port: appendonly yes, appendfsync always."""
+    from explorec.serve.procs import RedisServer
+
+    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    """A fresh store of each kind: SQLite in a temporary file, Redis under its own key prefix."""
+    import uuid
+
+    from explorec.serve.stores import RedisStore, SQLiteStore
+
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "store.db")
+    else:
+        srv = request.getfixturevalue("redis_server")
+        s = RedisStore(srv.url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield s
+    s.close()

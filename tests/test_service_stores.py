@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from explorec.serve.procs import RedisServer
 from explorec.serve.stores import (
     Interaction,
     RankEvent,
@@ -20,25 +19,6 @@ from explorec.serve.stores import (
     open_store,
     redact_url,
 )
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    """A real redis-server on a free loopback port: appendonly yes, appendfsync always."""
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
-    else:
-        srv = request.getfixturevalue("redis_server")
-        s = RedisStore(srv.url, prefix=f"t{uuid.uuid4().hex[:8]}")
-    yield s
-    s.close()
 
 
 def event(user: str = "u1", items: tuple[str, ...] = ("a", "b", "c"), ts: float = 1.0,

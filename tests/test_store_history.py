@@ -9,30 +9,11 @@ import uuid
 
 import pytest
 
-from explorec.serve.procs import RedisServer
 from explorec.serve.stores import Interaction, RankEvent, RedisStore, SQLiteStore
 
 # names that need escaping in JSON or look like the separators of the Redis entries
 ODD = ["", "a|b", 'q"uote', "back\\slash", 'tail\\', '\\"', "com,ma", "[1, 2]", "null", "é",
        "\u2603 snow", "\U0001f600 emoji", "tab\there", "new\nline", " "]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
-    else:
-        srv = request.getfixturevalue("redis_server")
-        s = RedisStore(srv.url, prefix=f"h{uuid.uuid4().hex[:8]}")
-    yield s
-    s.close()
 
 
 def reference(store, user: str, upto_seq: int | None = None, limit: int | None = None
