@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from typing import Any
+
+# run metadata lives in the leaf module explorec.runinfo (lower layers use it); re-exported
+from explorec.runinfo import environment as environment
 
 DEFAULT_COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "ndcg@20",
                    "recall@20", "auc", "itemcoverage@10")
-
-
-def environment() -> dict[str, Any]:
-    """Machine facts recorded next to every result so that figures can be reproduced."""
-    import numpy as np
-
-    from explorec import __version__
-
-    return {
-        "explorec": __version__,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
 
 
 def columns_for(results: list[dict[str, Any]], wanted: tuple[str, ...] = DEFAULT_COLUMNS

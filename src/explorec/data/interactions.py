@@ -611,3 +611,11 @@ def _timestamps(col: pd.Series, *, source: str, column: str, numbers: bool | Non
             f"not a number or a date: {show_value(col.iloc[row - 1])}", source=source,
             column=column, row=row)
     return (parsed - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def normalized_item_vectors(train: sp.csr_matrix) -> sp.csr_matrix:
+    """Items as L2-normalised vectors of their training users (for intra-list diversity)."""
+    items = train.T.tocsr().astype(np.float64)
+    norms = np.sqrt(np.asarray(items.multiply(items).sum(axis=1)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.diags(inv) @ items

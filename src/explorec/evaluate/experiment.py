@@ -46,7 +46,7 @@ def run_evaluation(
     over user partitions (:func:`explorec.scale.evaluate`): the same metrics, exactly.
     """
     from explorec import scale
-    from explorec.report import environment
+    from explorec.runinfo import environment
 
     params = params or {}
     results = []

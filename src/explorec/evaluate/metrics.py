@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from explorec.data.interactions import normalized_item_vectors as normalized_item_vectors  # re-export
+
 USER_METRICS = ("precision", "recall", "f1", "ndcg", "mrr", "map", "hit")
 RANK_METRICS = ("auc",)  # need the full ranking, not only the top-K
 LIST_METRICS = ("itemcoverage", "gini", "novelty", "ild")
@@ -129,14 +131,6 @@ def novelty(topk: np.ndarray, item_popularity: np.ndarray, n_users: int) -> floa
     """
     p = (item_popularity + 1.0) / (n_users + 1.0)
     return float((-np.log2(p[topk])).mean())
-
-
-def normalized_item_vectors(train: sp.csr_matrix) -> sp.csr_matrix:
-    """Items as L2-normalised vectors of their training users (for intra-list diversity)."""
-    items = train.T.tocsr().astype(np.float64)
-    norms = np.sqrt(np.asarray(items.multiply(items).sum(axis=1)).ravel())
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.diags(inv) @ items
 
 
 def intra_list_diversity(topk: np.ndarray, item_vectors: sp.csr_matrix | np.ndarray) -> np.ndarray:

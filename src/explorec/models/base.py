@@ -589,7 +589,7 @@ class BaseRecommender(ABC):
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Default: cosine of item columns of the training matrix."""
-        from explorec.evaluate.metrics import normalized_item_vectors
+        from explorec.data.interactions import normalized_item_vectors
 
         V = normalized_item_vectors(self._check_fitted())
         return (V[items] @ V.T).toarray()
