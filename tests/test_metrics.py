@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import explorec.evaluate.protocol as protocol
+import explorec.validation as validation
 from explorec.evaluate.metrics import (
     ALL_METRICS,
     USER_METRICS,
@@ -516,15 +516,16 @@ def test_topk_ties_follow_seeded_keys_not_index():
 
 # ============================================================ 3. candidate restriction
 def _spy_topk(monkeypatch):
+    """Every top-k list the protocol ranks (its batches are ranked in explorec.validation)."""
     lists = []
-    real = protocol.topk
+    real = validation.topk
 
     def spy(scores, k, **kw):
         out = real(scores, k, **kw)
         lists.append(out)
         return out
 
-    monkeypatch.setattr(protocol, "topk", spy)
+    monkeypatch.setattr(validation, "topk", spy)
     return lists
 
 

@@ -134,3 +134,83 @@ def test_history_scoring_is_a_declared_capability():
     with pytest.raises(ExploRecError, match="use " + ", ".join(able)):
         m.score_history(m.user_items_[:1])
     assert create_model("ease").fit(data).can_score_history()
+
+
+# ------------------------------------------------------------------ validation passed to fit
+@pytest.fixture(scope="module")
+def tiny_split():
+    from explorec.data import make_split
+
+    ds = generate(n_users=60, n_items=45, n_interactions=900, seed=5)
+    return ds, make_split(ds.interactions, "ratio", seed=2020)
+
+
+def test_fit_validate_callable_drives_early_stopping(tiny_split):
+    """``fit(..., validate=f)``: the training loop scores each epoch with ``f(model)`` (the
+    model itself, as trained so far), stops after ``patience`` epochs without progress and
+    keeps the best epoch; ``f`` takes the place of the split's own validation NDCG@10."""
+    _, split = tiny_split
+    for with_split in (True, False):
+        scripted = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+        seen = []
+
+        def validate(model, scripted=scripted, seen=seen):
+            seen.append(model)
+            return next(scripted)
+
+        m = create_model("bpr", epochs=6, patience=2, progress=False)
+        m.fit(split.train, split=split if with_split else None, validate=validate)
+        res = m.train_result_
+        assert [h["valid_ndcg@10"] for h in res.history] == [0.1, 0.3, 0.2, 0.25]
+        assert res.epochs_run == 4 and res.best_epoch == 2 and res.best_metric == 0.3
+        assert all(s is m for s in seen) and len(seen) == 4
+
+
+def test_fit_validate_must_be_callable(tiny_split):
+    _, split = tiny_split
+    with pytest.raises(TypeError, match="validate must be a callable"):
+        create_model("ease").fit(split.train, validate=0.5)
+
+
+def test_wrappers_pass_validate_to_the_models_inside(tiny_split):
+    """gan-augment validates its CFGAN and its base model with ``validate``; a hybrid its
+    parts (its blend weight is still chosen on the split's validation NDCG@10)."""
+    ds, split = tiny_split
+    names = []
+
+    def validate(model):
+        names.append(model.name)
+        return 0.5
+
+    quick = {"epochs": 2, "progress": False}
+    create_model("gan-augment", base="bpr", base_params=quick, cfgan_params=quick).fit(
+        split.train, split=split, validate=validate)
+    assert set(names) == {"cfgan", "bpr"}
+    names.clear()
+    h = create_model("hybrid", cf="bpr", cf_params=quick, text_params={"encoder": "tfidf"})
+    h.fit(split.train, catalog=ds.catalog, split=split, validate=validate)
+    assert set(names) == {"bpr"} and set(h.validation_) == {f"{w:g}" for w in h.weights}
+
+
+def test_models_validate_without_the_evaluation_layer():
+    """Early stopping on a split (the default validator) and a hybrid's blend weight never
+    import explorec.evaluate: the models sit below it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from explorec.data import make_split\n"
+        "from explorec.data.synthetic import generate\n"
+        "from explorec.models import create_model\n"
+        "ds = generate(n_users=40, n_items=30, n_interactions=500, seed=1)\n"
+        "split = make_split(ds.interactions, 'ratio', seed=2020)\n"
+        "m = create_model('bpr', epochs=2, progress=False).fit(split.train, split=split)\n"
+        "assert 0 < m.train_result_.best_metric <= 1, m.train_result_\n"
+        "h = create_model('hybrid', text_params={'encoder': 'tfidf'})\n"
+        "h.fit(split.train, catalog=ds.catalog, split=split)\n"
+        "assert h.validation_\n"
+        "print(sorted(n for n in sys.modules if n.startswith('explorec.evaluate')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -36,6 +36,8 @@ DEFAULT_SEED = 2020
 # Tie keys use a salted seed so that they are not the same stream as ``random``'s scores
 # for the same seed (a constant model then scores like random, not identically to it).
 TIE_SALT = 0x7469_6573  # "ties"
+#: above this fraction of non-zero scores, :func:`top_items_sparse` ranks a dense block
+SPARSE_SCORES_DENSITY = 0.2
 
 def tie_keys(rows: np.ndarray, cols: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
     """The tie-break keys :func:`topk` uses (smaller key first among equal scores)."""
@@ -128,6 +130,68 @@ def _resolve_boundary(S: np.ndarray, kth: np.ndarray, k: int, which: np.ndarray,
     return np.argpartition(K, k - 1, axis=1)[:, :k]
 
 
+def candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:
+    """(n_items,) boolean mask of ``candidates``: item ids, or already a boolean mask.
+
+    >>> candidate_mask(np.array([0, 2]), 4).tolist()
+    [True, False, True, False]
+    """
+    c = np.asarray(candidates)
+    if c.dtype == bool:
+        if c.shape != (n_items,):
+            raise ValueError(f"a boolean candidate mask must have shape ({n_items},), got {c.shape}")
+        return c
+    ids = c.astype(np.int64, copy=False).ravel()
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        bad = ids[(ids < 0) | (ids >= n_items)][0]
+        raise ValueError(f"candidate item {bad} out of range [0, {n_items})")
+    keep = np.zeros(n_items, dtype=bool)
+    keep[ids] = True
+    return keep
+
+
+def eligible_scores(scores: np.ndarray, *, exclude: sp.spmatrix | None = None,
+                    candidates: np.ndarray | None = None, clip: bool = False) -> np.ndarray:
+    """A float64 copy of (n, m) ``scores`` with ``-inf`` on every item that may not be ranked.
+
+    Ineligible: the items in each row of ``exclude`` (a sparse (n, m) matrix, e.g. each
+    user's training items) and, when ``candidates`` (item ids or an (m,) boolean mask) is
+    given, every other item. A NaN score is ineligible too (``-inf``), and so is the model's
+    own ``-inf``; with ``clip=True`` every allowed item stays rankable whatever the model
+    scored it instead: NaN and ``-inf`` become the lowest finite float and ``+inf`` the
+    highest (the evaluation protocol: each candidate a user has not seen is ranked, the
+    lowest ones in :func:`topk`'s tie order). The input is never modified.
+
+    >>> import scipy.sparse as sp
+    >>> s = np.array([[3.0, np.nan, 1.0, -np.inf]])
+    >>> seen = sp.csr_matrix(np.array([[1, 0, 0, 0]]))
+    >>> eligible_scores(s, exclude=seen).tolist()
+    [[-inf, -inf, 1.0, -inf]]
+    >>> np.isfinite(eligible_scores(s, exclude=seen, clip=True)).tolist()
+    [[False, True, True, True]]
+    >>> eligible_scores(s, candidates=np.array([0, 2])).tolist()
+    [[3.0, -inf, 1.0, -inf]]
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (rows, items), got shape {scores.shape}")
+    n, m = scores.shape
+    nan = np.isnan(scores)
+    if nan.any():
+        scores[nan] = -np.inf
+    if clip:
+        big = np.finfo(np.float64).max
+        np.clip(scores, -big, big, out=scores)
+    if exclude is not None:
+        ex = sp.csr_matrix(exclude)
+        if ex.shape[0] != n:
+            raise ValueError(f"exclude has {ex.shape[0]} rows for {n} score rows")
+        scores[np.repeat(np.arange(n), np.diff(ex.indptr)), ex.indices] = -np.inf
+    if candidates is not None:
+        scores[:, ~candidate_mask(candidates, m)] = -np.inf
+    return scores
+
+
 def top_items(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
               exclude: sp.csr_matrix | None = None, candidates: np.ndarray | None = None,
               seed: int = DEFAULT_SEED, warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -141,16 +205,8 @@ def top_items(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     ``-inf`` or NaN by the model count as ineligible.
     """
     k = check_k(k)
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    n, m = scores.shape
-    scores[np.isnan(scores)] = -np.inf
-    if exclude is not None:
-        ex = sp.csr_matrix(exclude)
-        scores[np.repeat(np.arange(n), np.diff(ex.indptr)), ex.indices] = -np.inf
-    if candidates is not None:
-        keep = np.zeros(m, dtype=bool)
-        keep[np.asarray(candidates, dtype=np.int64)] = True
-        scores[:, ~keep] = -np.inf
+    scores = eligible_scores(scores, exclude=exclude, candidates=candidates)
+    n = scores.shape[0]
     top = topk(scores, k, rows=rows, seed=seed)
     vals = np.take_along_axis(scores, top, axis=1)
     ok = np.isfinite(vals)
@@ -162,25 +218,33 @@ def top_items(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
         vals = np.where(ok, vals, -np.inf)
         short = int((n_ok < k).sum())
         if warn and short:
-            warnings.warn(f"{short} of {n} rows have fewer than k={k} eligible items; "
-                          "their lists are shorter (padded with item -1, score -inf)",
-                          ShortListWarning, stacklevel=2)
+            _warn_short(short, n, k, stacklevel=3)
     return top, vals
 
 
 def top_of_columns(scores: np.ndarray, cols: np.ndarray, k: int, *, rows: np.ndarray,
-                   seed: int = DEFAULT_SEED) -> tuple[np.ndarray, np.ndarray]:
+                   exclude: sp.spmatrix | None = None, seed: int = DEFAULT_SEED
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`top_items` over a subset of each row's items: ``scores`` (n, w) for the item
-    ids ``cols`` ((w,) or (n, w)); ``-inf`` marks padding or an ineligible item.
+    ids ``cols`` ((w,) or (n, w)); ``-inf`` marks padding or an ineligible item, and so do
+    the items of each row's ``exclude`` row (a sparse (n, n_items) matrix).
 
     Returns (item ids, scores), (n, min(k, w)), ``-1``/``-inf`` where a row has fewer finite
     entries; the order (ties included) is the one :func:`top_items` gives over all items, so
     a model that can name a superset of each row's top-k (for example every item scored
     above the rest, with the whole tie group at the boundary) gets the same answer without
     scoring the catalog.
+
+    >>> import scipy.sparse as sp
+    >>> seen = sp.csr_matrix(np.array([[0, 0, 0, 0, 0, 0, 0, 1]]))  # item 7
+    >>> top_of_columns(np.array([[5.0, 4.0, 3.0]]), np.array([7, 2, 4]), 2, rows=np.array([0]),
+    ...                exclude=seen)[0].tolist()
+    [[2, 4]]
     """
     scores = np.asarray(scores, dtype=np.float64)
     cols = np.asarray(cols, dtype=np.int64)
+    if exclude is not None and exclude.nnz:
+        scores = np.where(_excluded_cells(exclude, cols, scores.shape), -np.inf, scores)
     pos = topk(scores, k, rows=rows, cols=cols, seed=seed)
     vals = np.take_along_axis(scores, pos, axis=1)
     ids = np.take_along_axis(np.broadcast_to(cols, scores.shape), pos, axis=1)
@@ -188,6 +252,119 @@ def top_of_columns(scores: np.ndarray, cols: np.ndarray, k: int, *, rows: np.nda
     width = int(ok.sum(axis=1).max()) if len(ok) else 0
     ids, vals, ok = ids[:, :width], vals[:, :width], ok[:, :width]
     return np.where(ok, ids, -1), np.where(ok, vals, -np.inf)
+
+
+def _excluded_cells(exclude: sp.spmatrix, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(n, w) booleans: whether item ``cols[r, c]`` (``cols``: (w,) or (n, w)) is in row ``r``
+    of the sparse ``exclude`` matrix."""
+    ex = sp.csr_matrix(exclude)
+    n = shape[0]
+    if ex.shape[0] != n:
+        raise ValueError(f"exclude has {ex.shape[0]} rows for {n} score rows")
+    m = np.int64(ex.shape[1])
+    ex_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(ex.indptr)) * m + ex.indices
+    c = np.broadcast_to(cols, shape)
+    keys = np.arange(n, dtype=np.int64)[:, None] * m + c
+    return np.isin(keys, ex_keys) & (c >= 0)
+
+
+def top_items_sparse(S: sp.spmatrix, k: int, *, rows: np.ndarray,
+                     exclude: sp.spmatrix | None = None, seed: int = DEFAULT_SEED
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_items` of sparse (n, m) scores ``S`` (absent entries score 0), the same
+    lists without densifying the rows whose top-k is among their positive scores.
+
+    A row with at least ``k`` eligible positive scores is ranked over its non-zeros alone
+    (:func:`top_of_columns`); the other rows (whose lists reach the items scored 0), rows
+    with very many non-zeros, and the whole block when it is dense enough
+    (:data:`SPARSE_SCORES_DENSITY`) or mostly such rows, are ranked densely. ``exclude``:
+    items never returned, as in :func:`top_items` (whose short-list padding applies; no
+    warning is given).
+
+    >>> import scipy.sparse as sp
+    >>> S = sp.csr_matrix(np.array([[0.0, 3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 0.0]]))
+    >>> top_items_sparse(S, 2, rows=np.array([0]))[0].tolist()
+    [[1, 4]]
+    >>> seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 0, 0, 0, 0]]))  # item 1
+    >>> top_items_sparse(S, 2, rows=np.array([0]), exclude=seen)[0].tolist()
+    [[4, 3]]
+    """
+    k = check_k(k)
+    S0 = sp.csr_matrix(S, dtype=np.float64)
+    n, m = S0.shape
+    rows = np.asarray(rows, dtype=np.int64)
+    ex = sp.csr_matrix(exclude) if exclude is not None else None
+    if S0.nnz > SPARSE_SCORES_DENSITY * n * m:  # dense enough: rank it as a dense block
+        return top_items(S0.toarray(), k, rows=rows, exclude=ex, seed=seed, warn=False)
+    if ex is not None and ex.nnz:
+        neg = sp.csr_matrix(ex, dtype=np.float64, copy=True)
+        neg.data[:] = -np.inf
+        S1 = sp.csr_matrix(S0 + neg)  # excluded items score -inf
+    else:
+        S1 = S0.copy()
+    S1.data[~(S1.data > 0)] = -np.inf  # only positive scores can outrank the zeros
+    lengths = np.diff(S1.indptr)
+    r_of = np.repeat(np.arange(n), lengths)
+    n_pos = np.bincount(r_of[np.isfinite(S1.data)], minlength=n)
+    # rows whose top-k is among their positive scores; very long rows rank densely
+    sparse_ok = (n_pos >= k) & (lengths <= max(8 * k, m // 8))
+    sparse_rows = np.flatnonzero(sparse_ok)
+    if len(sparse_rows) < n // 2:  # mostly rows that reach the zeros: one dense pass
+        return top_items(S0.toarray(), k, rows=rows, exclude=ex, seed=seed, warn=False)
+    width = int(lengths[sparse_rows].max()) if len(sparse_rows) else 0
+    out_items = np.full((n, k), -1, dtype=np.int64)
+    out_scores = np.full((n, k), -np.inf)
+    if len(sparse_rows):
+        sub = S1[sparse_rows]
+        r = np.repeat(np.arange(len(sparse_rows)), lengths[sparse_rows])
+        c = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths[sparse_rows])
+        vals = np.full((len(sparse_rows), width), -np.inf)
+        ids = np.zeros((len(sparse_rows), width), dtype=np.int64)
+        vals[r, c] = sub.data
+        ids[r, c] = sub.indices
+        top, v = top_of_columns(vals, ids, k, rows=rows[sparse_rows], seed=seed)
+        out_items[sparse_rows, :top.shape[1]] = top
+        out_scores[sparse_rows, :top.shape[1]] = v
+    dense_rows = np.flatnonzero(~sparse_ok)
+    if len(dense_rows):
+        top, v = top_items(S0[dense_rows].toarray(), k, rows=rows[dense_rows], seed=seed,
+                           warn=False, exclude=ex[dense_rows] if ex is not None else None)
+        out_items[dense_rows, :top.shape[1]] = top
+        out_scores[dense_rows, :top.shape[1]] = v
+    keep = int((out_items >= 0).sum(axis=1).max()) if n else 0
+    return out_items[:, :keep], out_scores[:, :keep]
+
+
+def stack_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int, n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-batch (items, scores) top-``k`` lists of possibly different widths
+    into one (n, widest) pair, padded with item ``-1`` and score ``-inf``; a
+    :class:`ShortListWarning` says how many rows have fewer than ``k`` items (attributed to
+    the caller's caller: the function that ranked the batches).
+
+    >>> a = (np.array([[3, 1]]), np.array([2.0, 1.0])[None])
+    >>> b = (np.array([[0]]), np.array([[5.0]]))
+    >>> stack_lists([a, b], 1, 2)[0].tolist()
+    [[3, 1], [0, -1]]
+    """
+    width = max((p[0].shape[1] for p in parts), default=0)
+    items = np.full((n, width), -1, dtype=np.int64)
+    scores = np.full((n, width), -np.inf)
+    row = 0
+    for top, vals in parts:
+        items[row:row + len(top), :top.shape[1]] = top
+        scores[row:row + len(top), :top.shape[1]] = vals
+        row += len(top)
+    short = int(((items >= 0).sum(axis=1) < k).sum())
+    if short:
+        _warn_short(short, n, k, stacklevel=4)
+    return items, scores
+
+
+def _warn_short(short: int, n: int, k: int, stacklevel: int) -> None:
+    warnings.warn(f"{short} of {n} rows have fewer than k={k} eligible items; their lists are "
+                  "shorter (padded with item -1, score -inf)", ShortListWarning,
+                  stacklevel=stacklevel)
 
 
 class ShortListWarning(UserWarning):

@@ -78,7 +78,7 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
                   scheduler: str | None = None, index: str = "auto") -> None:
     """Fit (or load) a model and write each user's top-``k`` to ``output``, ``chunk_users``
     users at a time: memory holds one chunk's scores and rows, never the whole output."""
-    from explorec.evaluate.protocol import part_matrices
+    from explorec.evaluate.protocol import part_matrices, validator
     from explorec.models.registry import create_model, model_class
 
     fmt = output_format(output)
@@ -122,7 +122,7 @@ def run_recommend(data: DataInputs, *, output: Path, model: str, artifact: Path 
             with stage(f"split {split} (seed {seed})"):
                 sp_ = make_split(ds.interactions, split, seed=seed, cold_fraction=cold_fraction)
             with stage(f"fit {model} on the {split} train part ({len(sp_.train):,} rows)"):
-                m.fit(sp_.train, catalog=catalog, split=sp_)
+                m.fit(sp_.train, catalog=catalog, split=sp_, validate=validator(sp_))
             _, seen, candidates = part_matrices(sp_, "test")
             default_users = sp_.test.active_users
             if len(default_users) == 0:

@@ -16,7 +16,7 @@ from explorec.data.catalog import ItemCatalog
 from explorec.data.splits import Split
 from explorec.errors import DataError
 from explorec.evaluate.metrics import DEFAULT_METRICS
-from explorec.evaluate.protocol import evaluate_model, users_to_evaluate
+from explorec.evaluate.protocol import evaluate_model, users_to_evaluate, validator
 from explorec.models.registry import create_model
 
 
@@ -58,17 +58,18 @@ def run_evaluation(
                         f"{len(split.test):,} test rows): nothing to evaluate. Users need enough "
                         "interactions to have held-out ones (loo: 3 or more), or choose another "
                         "split", source=split.train.source)
+    validate = validator(split)  # early stopping: validation NDCG@10
     for name in models:
         model = create_model(name, **params.get(name, {}))
         task = progress.add_task(f"fit {name}", total=None) if progress else None
         t0 = time.perf_counter()
-        model.fit(split.train, catalog=catalog, split=split)
+        model.fit(split.train, catalog=catalog, split=split, validate=validate)
         fit_seconds = time.perf_counter() - t0
         peak = None
         if measure_memory:  # a second, traced fit: tracing slows allocation, so not timed
             tracemalloc.start()
             create_model(name, **params.get(name, {})).fit(split.train, catalog=catalog,
-                                                           split=split)
+                                                           split=split, validate=validate)
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
         if progress:

@@ -17,7 +17,11 @@ import scipy.sparse as sp
 
 from explorec.data.interactions import normalized_item_vectors as normalized_item_vectors  # re-export
 
-USER_METRICS = ("precision", "recall", "f1", "ndcg", "mrr", "map", "hit")
+# the per-user top-K metrics live in the leaf module explorec.validation (models validate
+# themselves with them while training, below this layer); re-exported here
+from explorec.validation import USER_METRICS as USER_METRICS
+from explorec.validation import user_metrics as user_metrics
+
 RANK_METRICS = ("auc",)  # need the full ranking, not only the top-K
 LIST_METRICS = ("itemcoverage", "gini", "novelty", "ild")
 ALL_METRICS = USER_METRICS + RANK_METRICS + LIST_METRICS
@@ -29,56 +33,6 @@ def check_metrics(metrics: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; known: {', '.join(ALL_METRICS)}")
     return tuple(metrics)
-
-
-def user_metrics(hits: np.ndarray, n_pos: np.ndarray, ks: tuple[int, ...],
-                 metrics: tuple[str, ...] = USER_METRICS) -> dict[str, np.ndarray]:
-    """Per-user metric values from a hit matrix.
-
-    ``hits``: (users, K) booleans, column j true if the item ranked j+1 is relevant.
-    ``n_pos``: (users,) number of relevant items. Returns ``{"name@k": (users,) array}``.
-    """
-    hits = hits.astype(np.float64)
-    kmax = hits.shape[1]
-    n_pos = n_pos.astype(np.float64)
-    ranks = np.arange(1, kmax + 1, dtype=np.float64)
-    cum_hits = np.cumsum(hits, axis=1)
-    discount = 1.0 / np.log2(ranks + 1)
-    cum_dcg = np.cumsum(hits * discount, axis=1)
-    cum_idcg = np.cumsum(discount)
-    # first hit rank (0 if none) for MRR
-    any_hit = hits.any(axis=1)
-    first = np.where(any_hit, hits.argmax(axis=1) + 1, 0)
-    prec_at = cum_hits / ranks
-    cum_ap = np.cumsum(prec_at * hits, axis=1)
-    safe_pos = np.maximum(n_pos, 1)
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        if k > kmax:
-            raise ValueError(f"k={k} exceeds the list length {kmax}")
-        h = cum_hits[:, k - 1]
-        ideal = np.minimum(n_pos, k).astype(np.int64)
-        for m in metrics:
-            if m == "precision":
-                v = h / k
-            elif m == "recall":
-                v = h / safe_pos
-            elif m == "f1":
-                p, r = h / k, h / safe_pos
-                v = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
-            elif m == "ndcg":
-                idcg = np.where(ideal > 0, cum_idcg[np.maximum(ideal, 1) - 1], 1.0)
-                v = cum_dcg[:, k - 1] / idcg
-            elif m == "mrr":
-                v = np.where((first > 0) & (first <= k), 1.0 / np.maximum(first, 1), 0.0)
-            elif m == "map":
-                v = cum_ap[:, k - 1] / np.maximum(ideal, 1)
-            elif m == "hit":
-                v = (h > 0).astype(np.float64)
-            else:
-                raise ValueError(f"not a per-user top-K metric: {m}")
-            out[f"{m}@{k}"] = v
-    return out
 
 
 def auc_from_scores(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:

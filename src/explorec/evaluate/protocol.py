@@ -23,7 +23,12 @@ from explorec.evaluate.metrics import (
     novelty,
     user_metrics,
 )
-from explorec.ranking import DEFAULT_SEED, topk
+from explorec.ranking import DEFAULT_SEED
+
+# part_matrices lives in the leaf module explorec.validation (models validate with it);
+# re-exported here, where callers have always found it
+from explorec.validation import Validator, candidates_of, ranked_batches, ranked_users
+from explorec.validation import part_matrices as part_matrices
 
 
 @dataclass
@@ -34,20 +39,6 @@ class EvalResult:
     per_user: dict[str, np.ndarray] = field(repr=False)
     users: np.ndarray = field(repr=False)
     seconds: float = 0.0
-
-
-def part_matrices(split: Split, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray | None]:
-    """(relevant, excluded, candidates) for ``part``.
-
-    Validation excludes training items; test excludes training and validation items.
-    """
-    if part == "valid":
-        return split.valid.matrix(), split.train.matrix(), split.valid_candidates
-    if part == "test":
-        excluded = (split.train.matrix() + split.valid.matrix()).tocsr()
-        excluded.data[:] = 1
-        return split.test.matrix(), excluded, split.test_candidates
-    raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
 
 
 def evaluate_scores(
@@ -74,9 +65,11 @@ def evaluate_scores(
     exactly the single-process result.
 
     ``score_fn(users) -> (len(users), n_items)`` scores. Excluded items and non-candidates get
-    ``-inf``. Work is batched over users; inside a batch everything is array operations.
-    Tied scores are ordered by :func:`explorec.ranking.topk`'s seeded tie keys (``seed``), so
-    ties carry no information: constant scores rank like ``random``.
+    ``-inf`` (:func:`explorec.ranking.eligible_scores`; the ranking loop is
+    :func:`explorec.validation.ranked_batches`, which model validation shares). Work is
+    batched over users; inside a batch everything is array operations. Tied scores are
+    ordered by :func:`explorec.ranking.topk`'s seeded tie keys (``seed``), so ties carry no
+    information: constant scores rank like ``random``.
     """
     import time
 
@@ -85,15 +78,8 @@ def evaluate_scores(
     ks = tuple(sorted(set(ks)))
     kmax = max(ks)
     n_items = relevant.shape[1]
-    cand_mask, n_candidates = _candidate_mask(candidates, n_items)
-    if cand_mask is not None:
-        # Only relevant items that are candidates count; users left with none are not evaluated.
-        relevant = sp.csr_matrix(relevant @ sp.diags(cand_mask.astype(relevant.dtype)))
-        relevant.eliminate_zeros()
-    all_users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    if users is not None:
-        all_users = all_users[np.isin(all_users, np.asarray(users, dtype=np.int64))]
-    users = all_users
+    cand_mask, n_candidates = candidates_of(candidates, n_items)
+    relevant, users = ranked_users(relevant, cand_mask, users)
     if kmax > n_candidates:
         raise ValueError(f"k={kmax} exceeds the number of candidate items ({n_candidates})")
     per_metric_user = [m for m in metrics if m in USER_METRICS]
@@ -104,38 +90,20 @@ def evaluate_scores(
 
     chunks: dict[str, list[np.ndarray]] = {}
     all_topk = []
-    for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
-        scores = np.asarray(score_fn(batch), dtype=np.float64)
-        if scores.shape != (len(batch), n_items):
-            raise ValueError(f"score function returned shape {scores.shape}, "
-                             f"expected {(len(batch), n_items)}")
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-        # -inf on excluded items and non-candidates; finite scores are clipped so that
-        # a model's own -inf never collides with the exclusion marker.
-        scores = np.clip(scores, -np.finfo(np.float64).max, np.finfo(np.float64).max)
-        ex = excluded[batch]
-        scores[np.repeat(np.arange(len(batch)), np.diff(ex.indptr)), ex.indices] = -np.inf
-        if cand_mask is not None:
-            scores[:, ~cand_mask] = -np.inf
-        rel = relevant[batch]
-        top = topk(scores, kmax, rows=batch, seed=seed)
-        # A user with fewer than k items left gets a short list: -inf entries are not shown.
-        shown = np.isfinite(np.take_along_axis(scores, top, axis=1))
-        rel_dense = rel.toarray().astype(bool)
-        hits = np.take_along_axis(rel_dense, top, axis=1) & shown
-        n_pos = rel_dense.sum(axis=1)
-        for name, v in user_metrics(hits, n_pos, ks, tuple(per_metric_user)).items():
+    for b in ranked_batches(score_fn, relevant, excluded, users, k=kmax, cand_mask=cand_mask,
+                            batch_size=batch_size, seed=seed):
+        n_pos = b.relevant.sum(axis=1)
+        for name, v in user_metrics(b.hits, n_pos, ks, tuple(per_metric_user)).items():
             chunks.setdefault(name, []).append(v)
         if want_auc:
-            chunks.setdefault("auc", []).append(auc_from_scores(scores, rel_dense))
+            chunks.setdefault("auc", []).append(auc_from_scores(b.scores, b.relevant))
         if want_ild:
             for k in ks:
                 chunks.setdefault(f"ild@{k}", []).append(
-                    intra_list_diversity(top[:, :k], item_vectors))
-        all_topk.append(np.where(shown, top, -1))
+                    intra_list_diversity(b.top[:, :k], item_vectors))
+        all_topk.append(np.where(b.shown, b.top, -1))
         if progress is not None:
-            progress(len(batch))
+            progress(len(b.users))
 
     per_user = {name: np.concatenate(c) for name, c in chunks.items()}
     topk_all = np.concatenate(all_topk) if all_topk else np.zeros((0, kmax), dtype=np.int64)
@@ -173,7 +141,7 @@ def combine_parts(parts: list[EvalParts], *, train: sp.csr_matrix, ks: tuple[int
     names = [n for n in (parts[0].per_user if parts else {})]
     per_user = {n: np.concatenate([p.per_user[n] for p in parts])[order] for n in names}
     topk_all = np.concatenate([p.topk for p in parts])[order] if parts else np.zeros((0, 1))
-    cand_mask, n_candidates = _candidate_mask(candidates, n_items)
+    cand_mask, n_candidates = candidates_of(candidates, n_items)
     out: dict[str, float] = {name: float(np.nanmean(v)) for name, v in per_user.items()}
     popularity = np.asarray(train.astype(bool).sum(axis=0)).ravel()
     for k in ks:
@@ -189,15 +157,6 @@ def combine_parts(parts: list[EvalParts], *, train: sp.csr_matrix, ks: tuple[int
     ordered = _order(out, metrics, ks)
     return EvalResult(metrics=ordered, per_user=per_user, users=users,
                       seconds=sum(p.seconds for p in parts) + time.perf_counter() - t0)
-
-
-def _candidate_mask(candidates: np.ndarray | None, n_items: int) -> tuple[np.ndarray | None, int]:
-    """(boolean mask of the candidate items or None for all, number of candidates)."""
-    if candidates is None:
-        return None, n_items
-    mask = np.zeros(n_items, dtype=bool)
-    mask[candidates] = True
-    return mask, int(mask.sum())
 
 
 def _remap(lists: np.ndarray, cand_mask: np.ndarray) -> np.ndarray:
@@ -242,10 +201,24 @@ def evaluate_model(
     )
 
 
+def validator(split: Split | None, *, metric: str = "ndcg", k: int = 10) -> Validator | None:
+    """The validation callable to pass to ``fit(..., validate=...)``: ``validate(model)``
+    is :func:`evaluate_model`'s ``metric@k`` on ``split``'s validation part (what early
+    stopping and tuning measure); None without a split or with an empty validation part."""
+    if split is None or len(split.valid) == 0:
+        return None
+
+    def validate(model: object) -> float:
+        return evaluate_model(model, split, part="valid", ks=(k,),
+                              metrics=(metric,)).metrics[f"{metric}@{k}"]
+
+    return validate
+
+
 def users_to_evaluate(split: Split, part: str = "test") -> int:
     relevant, _, _ = part_matrices(split, part)
     return int((np.diff(relevant.indptr) > 0).sum())
 
 
 __all__ = ["LIST_METRICS", "EvalParts", "EvalResult", "combine_parts", "evaluate_model", "evaluate_scores",
-           "users_to_evaluate"]
+           "part_matrices", "users_to_evaluate", "validator"]

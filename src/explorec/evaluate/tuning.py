@@ -15,7 +15,7 @@ from typing import Any
 from explorec.data.catalog import ItemCatalog
 from explorec.data.splits import Split
 from explorec.errors import ExploRecError
-from explorec.evaluate.protocol import evaluate_model
+from explorec.evaluate.protocol import evaluate_model, validator
 from explorec.models.registry import create_model, default_params, model_class
 
 
@@ -116,7 +116,8 @@ def run_trial(model: str, params: dict[str, Any], split: Split,
     NDCG@10: ``{"value", "fit_seconds"[, "best_epoch"]}`` (what one tuning trial measures; runs
     in this process or on a Dask worker)."""
     t0 = time.perf_counter()
-    m = create_model(model, **params).fit(split.train, catalog=catalog, split=split)
+    m = create_model(model, **params).fit(split.train, catalog=catalog, split=split,
+                                          validate=validator(split))
     out: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - t0, 3)}
     out["value"] = evaluate_model(m, split, part="valid", ks=(10,),
                                   metrics=("ndcg",)).metrics["ndcg@10"]

@@ -2,7 +2,8 @@
 time-ordered sequences.
 
 Every neural model trains through :func:`explorec.train.train` (seeded, early stopping on
-validation NDCG@10 with best-weight restore, CPU by default, CUDA when available) and stores
+``fit``'s ``validate`` callable or its split's validation NDCG@10, with best-weight restore,
+CPU by default, CUDA when available) and stores
 its network as plain arrays (``net.<parameter>``) in the safe artifact.
 """
 
@@ -109,17 +110,17 @@ class TorchRecommender(BaseRecommender):
             raise ValueError(f"batch_size must be >= 1, got {bs!r}")
 
     def _validator(self) -> tuple[Callable[[], float], int]:
-        """(validation NDCG@10 function, patience). Without a validation part every epoch
-        counts as an improvement, so all ``epochs`` run and the last weights are kept."""
-        split = self._inputs.split if self._inputs is not None else None
-        if split is None or len(split.valid) == 0:
+        """(validation score of the network as it is now, patience): ``fit``'s ``validate``,
+        else validation NDCG@10 on its ``split`` (:meth:`FitInputs.validation`). Without
+        either, every epoch counts as an improvement, so all ``epochs`` run and the last
+        weights are kept."""
+        validation = self._inputs.validation() if self._inputs is not None else None
+        if validation is None:
             counter = iter(range(1, 1 << 30))
             return (lambda: float(next(counter))), int(self.epochs) + 1
-        from explorec.evaluate.protocol import evaluate_model
 
         def validate() -> float:
-            return evaluate_model(self, split, part="valid", ks=(10,),
-                                  metrics=("ndcg",)).metrics["ndcg@10"]
+            return float(validation(self))
 
         return validate, int(self.patience)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import time
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,14 @@ from explorec.data.splits import Split
 from explorec.errors import ArtifactError, ExploRecError
 from explorec.memory import check_memory, format_bytes
 from explorec.models.params import validate_params
-from explorec.ranking import DEFAULT_SEED, ShortListWarning, check_k, top_items, top_of_columns
+from explorec.ranking import (
+    DEFAULT_SEED,
+    check_k,
+    stack_lists,
+    top_items,
+    top_items_sparse,
+)
+from explorec.validation import Validator, split_validator
 
 
 class NotFittedError(ExploRecError):
@@ -80,6 +86,15 @@ class FitInputs:
     train: Interactions
     catalog: ItemCatalog | None = None
     split: Split | None = None
+    validate: Validator | None = None
+
+    def validation(self) -> Validator | None:
+        """How the model validates itself while it trains: ``validate`` when ``fit`` got
+        one, else validation NDCG@10 on ``split``'s validation part
+        (:func:`explorec.validation.split_validator`), None with neither."""
+        if self.validate is not None:
+            return self.validate
+        return split_validator(self.split)
 
 
 class BaseRecommender(ABC):
@@ -162,22 +177,31 @@ class BaseRecommender(ABC):
 
     # ------------------------------------------------------------- fitting
     def fit(self, train: Interactions, *, catalog: ItemCatalog | None = None,
-            split: Split | None = None, memory_limit: str | int | None = None) -> Self:
+            split: Split | None = None, validate: Validator | None = None,
+            memory_limit: str | int | None = None) -> Self:
         """Fit on the training interactions (implicit feedback: every row is a positive).
 
-        ``catalog`` gives item text to the models that read it; ``split`` gives the models
-        that early-stop access to its validation part. Other models ignore both. Before any
-        work, :meth:`fit_memory`'s estimate is checked against the memory this process may use
-        (capped by ``memory_limit``, e.g. ``"8GB"``, or ``EXPLOREC_MEMORY_LIMIT``): above it,
-        :class:`~explorec.memory.MemoryLimitError` says so in one line.
+        ``catalog`` gives item text to the models that read it. ``validate(model) -> float``
+        (higher is better) is how the models that early-stop score themselves after each
+        epoch, e.g. :func:`explorec.evaluate.protocol.validator`'s; without it, ``split``
+        gives them validation NDCG@10 on its validation part
+        (:func:`explorec.validation.split_validator`, the same value). A hybrid chooses its
+        blend weight on ``split``'s validation part. Other models ignore all three. Before
+        any work, :meth:`fit_memory`'s estimate is checked against the memory this process
+        may use (capped by ``memory_limit``, e.g. ``"8GB"``, or ``EXPLOREC_MEMORY_LIMIT``):
+        above it, :class:`~explorec.memory.MemoryLimitError` says so in one line.
         """
+        if validate is not None and not callable(validate):
+            raise TypeError(f"validate must be a callable validate(model) -> float, "
+                            f"got {type(validate).__name__}")
         self.set_params(**validate_params(self.name, type(self), self.get_params()))
         self.check_memory(train.n_users, train.n_items, len(train), limit=memory_limit)
         t0 = time.perf_counter()
         self.users_, self.items_ = train.users, train.items
         self.user_items_ = train.matrix()
         self.drop_index()
-        self._inputs = FitInputs(train=train, catalog=catalog, split=split)
+        self._inputs = FitInputs(train=train, catalog=catalog, split=split,
+                                 validate=validate)
         try:
             self._fit(self.user_items_)
         finally:
@@ -360,7 +384,7 @@ class BaseRecommender(ABC):
             part = factor_topk.factor_top_items(
                 U[users], self._prepared_items(V), users, k, seed=seed,
                 exclude=exclude[users] if exclude is not None else None)
-            return _stack_lists([part], k, len(users))
+            return stack_lists([part], k, len(users))
         parts = []
         step = score_rows(X.shape[1], batch_size)
         for s in range(0, len(users), step):
@@ -371,7 +395,7 @@ class BaseRecommender(ABC):
                 part = top_items(self.score(b), k, rows=b, candidates=candidates, seed=seed,
                                  exclude=ex, warn=False)
             parts.append(part)
-        return _stack_lists(parts, k, len(users))
+        return stack_lists(parts, k, len(users))
 
     def _recommend_sparse(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                           seed: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -380,53 +404,14 @@ class BaseRecommender(ABC):
         A model that can name, per user, a set of items that contains the top-k (with the
         whole tie group at the boundary) overrides this and ranks only those with
         :func:`explorec.ranking.top_of_columns`; the result must equal the dense path's.
-        The default serves models whose scores are sparse (:meth:`_sparse_scores`): a row
-        with at least ``k`` eligible positive scores is ranked over its non-zeros alone;
-        other rows (whose lists reach the items scored 0) are ranked densely.
+        The default serves models whose scores are sparse (:meth:`_sparse_scores`) with
+        :func:`explorec.ranking.top_items_sparse`: a row with at least ``k`` eligible
+        positive scores is ranked over its non-zeros alone, the others densely.
         """
         S = self._sparse_scores(users)
         if S is None:
             return None
-        S = sp.csr_matrix(S, dtype=np.float64)
-        n, m = S.shape
-        if S.nnz > SPARSE_SCORES_DENSITY * n * m:  # dense enough: rank it as a dense block
-            return top_items(S.toarray(), k, rows=users, exclude=exclude, seed=seed, warn=False)
-        if exclude is not None and exclude.nnz:
-            ex = sp.csr_matrix(exclude, dtype=np.float64, copy=True)
-            ex.data[:] = -np.inf
-            S = sp.csr_matrix(S + ex)  # excluded items score -inf
-        S.data[~(S.data > 0)] = -np.inf  # only positive scores can outrank the zeros
-        rows = np.repeat(np.arange(n), np.diff(S.indptr))
-        n_pos = np.bincount(rows[np.isfinite(S.data)], minlength=n)
-        # rows whose top-k is among their positive scores; very long rows rank densely
-        sparse_ok = (n_pos >= k) & (np.diff(S.indptr) <= max(8 * k, m // 8))
-        sparse_rows = np.flatnonzero(sparse_ok)
-        width = int(np.diff(S.indptr)[sparse_rows].max()) if len(sparse_rows) else 0
-        if len(sparse_rows) < n // 2:
-            return None  # mostly rows that reach the zeros: one dense pass is cheaper
-        lengths = np.diff(S.indptr)
-        out_items = np.full((n, k), -1, dtype=np.int64)
-        out_scores = np.full((n, k), -np.inf)
-        if len(sparse_rows):
-            sub = S[sparse_rows]
-            r = np.repeat(np.arange(len(sparse_rows)), lengths[sparse_rows])
-            c = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], lengths[sparse_rows])
-            vals = np.full((len(sparse_rows), width), -np.inf)
-            ids = np.zeros((len(sparse_rows), width), dtype=np.int64)
-            vals[r, c] = sub.data
-            ids[r, c] = sub.indices
-            top, v = top_of_columns(vals, ids, k, rows=users[sparse_rows], seed=seed)
-            out_items[sparse_rows, :top.shape[1]] = top
-            out_scores[sparse_rows, :top.shape[1]] = v
-        dense_rows = np.flatnonzero(~sparse_ok)
-        if len(dense_rows):
-            dense = np.asarray(self._sparse_scores(users[dense_rows]).toarray(), dtype=np.float64)
-            top, v = top_items(dense, k, rows=users[dense_rows], seed=seed, warn=False,
-                               exclude=exclude[dense_rows] if exclude is not None else None)
-            out_items[dense_rows, :top.shape[1]] = top
-            out_scores[dense_rows, :top.shape[1]] = v
-        keep = int((out_items >= 0).sum(axis=1).max()) if n else 0
-        return out_items[:, :keep], out_scores[:, :keep]
+        return top_items_sparse(S, k, rows=users, exclude=exclude, seed=seed)
 
     # ------------------------------------------------------------- nearest-neighbour index
     def build_index(self, kind: str = "auto", **params: Any) -> Any:
@@ -534,7 +519,7 @@ class BaseRecommender(ABC):
                                   exclude=ex[short] if ex is not None else None, warn=False)
             items[short], scores[short] = -1, -np.inf
             items[short, :top.shape[1]], scores[short, :top.shape[1]] = top, vals
-        return _stack_lists([(items, scores)], k, len(users))
+        return stack_lists([(items, scores)], k, len(users))
 
     def factor_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(user vectors (n_users, d), item vectors (n_items, d)) when the model's score is
@@ -560,7 +545,7 @@ class BaseRecommender(ABC):
             return self._similar_with_index(items, k)
         sim = np.asarray(self._item_similarity(items), dtype=np.float64)
         own = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)), shape=sim.shape)
-        return _stack_lists([top_items(sim, k, rows=items, exclude=own, warn=False)], k, len(items))
+        return stack_lists([top_items(sim, k, rows=items, exclude=own, warn=False)], k, len(items))
 
     def _similar_with_index(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosine neighbours from an index of the same kind over unit item vectors."""
@@ -585,7 +570,7 @@ class BaseRecommender(ABC):
                              warn=False)
             top[short], vals[short] = -1, -np.inf
             top[short, :t.shape[1]], vals[short, :t.shape[1]] = t, v
-        return _stack_lists([(top, vals)], k, len(items))
+        return stack_lists([(top, vals)], k, len(items))
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         """Default: cosine of item columns of the training matrix."""
@@ -656,9 +641,6 @@ def csr_bytes(nnz: int, n_rows: int, value_bytes: int = 4) -> int:
 #: added to every model's estimate: modules a fit imports lazily, allocator slack
 FIT_OVERHEAD_BYTES = 64 * 2**20
 
-#: above this fraction of non-zero scores, sparse scores are ranked as a dense block
-SPARSE_SCORES_DENSITY = 0.2
-
 #: rows of dense scores ``recommend`` computes at once are sized to stay under this
 SCORE_BLOCK_BYTES = 256 * 2**20
 
@@ -679,25 +661,6 @@ def factor_scores(U: np.ndarray, V64T: np.ndarray, users: np.ndarray) -> np.ndar
     depend on how BLAS blocks or threads the product (a Dask worker's single thread gives the
     same lists as this process's two)."""
     return (U[users].astype(np.float64) @ V64T).astype(np.float32)
-
-
-def _stack_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int, n: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate per-batch top-k lists of possibly different widths (-1 / -inf padded)."""
-    width = max((p[0].shape[1] for p in parts), default=0)
-    items = np.full((n, width), -1, dtype=np.int64)
-    scores = np.full((n, width), -np.inf)
-    row = 0
-    for top, vals in parts:
-        items[row:row + len(top), :top.shape[1]] = top
-        scores[row:row + len(top), :top.shape[1]] = vals
-        row += len(top)
-    short = int(((items >= 0).sum(axis=1) < k).sum())
-    if short:
-        warnings.warn(f"{short} of {n} rows have fewer than k={k} eligible items; their lists "
-                      "are shorter (padded with item -1, score -inf)", ShortListWarning,
-                      stacklevel=3)
-    return items, scores
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

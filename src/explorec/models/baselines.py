@@ -95,14 +95,8 @@ class PopularityRecommender(BaseRecommender):
         if width * 4 > len(counts):  # the tie group is most of the catalog: score densely
             return None
         cand = order[:width]
-        scores = np.broadcast_to(counts[cand], (len(users), width)).copy()
-        if exclude is not None and exclude.nnz:
-            pos = np.full(len(counts), -1, dtype=np.int64)
-            pos[cand] = np.arange(width)
-            r = np.repeat(np.arange(len(users)), n_ex)
-            c = pos[exclude.indices]
-            scores[r[c >= 0], c[c >= 0]] = -np.inf
-        return top_of_columns(scores, cand, k, rows=users, seed=seed)
+        scores = np.broadcast_to(counts[cand], (len(users), width))
+        return top_of_columns(scores, cand, k, rows=users, exclude=exclude, seed=seed)
 
     def _item_similarity(self, items: np.ndarray) -> np.ndarray:
         return self._score(items)

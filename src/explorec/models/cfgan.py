@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from explorec.data.interactions import Interactions
 from explorec.data.splits import DEFAULT_SEED
 from explorec.models._neural import TorchRecommender, training_copies
+from explorec.validation import Validator
 
 
 def _mlp(sizes: list[int], out_act: Any) -> Any:
@@ -190,21 +191,22 @@ class CFGAN(TorchRecommender):
 
 def gan_augment(train: Interactions, *, max_history: int = 20, n_add: int = 5,
                 cfgan_params: dict[str, Any] | None = None, split: Any = None,
-                model: CFGAN | None = None) -> tuple[Interactions, dict[str, Any]]:
+                model: CFGAN | None = None, validate: Validator | None = None
+                ) -> tuple[Interactions, dict[str, Any]]:
     """Add CFGAN-generated interactions for sparse users.
 
     Every user with fewer than ``max_history`` training interactions gets the ``n_add`` items
     the generator rates highest among those they have not interacted with. The generated rows
     carry the user's latest timestamp and, when ratings exist, NaN ratings. A fitted ``model``
     is reused; otherwise a CFGAN with ``cfgan_params`` is fitted (early-stopped on
-    ``split``'s validation part when given).
+    ``validate`` or ``split``'s validation part when given, as ``fit`` takes them).
 
     Returns the augmented interactions and a summary (users augmented, rows added).
     """
     if int(max_history) < 1 or int(n_add) < 1:
         raise ValueError(f"need max_history >= 1 and n_add >= 1, got {max_history!r}, {n_add!r}")
     if model is None:
-        model = CFGAN(**(cfgan_params or {})).fit(train, split=split)
+        model = CFGAN(**(cfgan_params or {})).fit(train, split=split, validate=validate)
     X = train.matrix()
     counts = np.diff(X.indptr)
     sparse_users = np.flatnonzero((counts > 0) & (counts < int(max_history)))

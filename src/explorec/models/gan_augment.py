@@ -67,8 +67,9 @@ class GanAugmented(BaseRecommender):
         params = {**default_params("cfgan"), **self.cfgan_params}
         augmented, self.augment_info_ = gan_augment(
             inputs.train, max_history=int(self.max_history), n_add=int(self.n_add),
-            cfgan_params=params, split=inputs.split)
-        self.base_model_ = base.fit(augmented, catalog=inputs.catalog, split=inputs.split)
+            cfgan_params=params, split=inputs.split, validate=inputs.validate)
+        self.base_model_ = base.fit(augmented, catalog=inputs.catalog, split=inputs.split,
+                                    validate=inputs.validate)
         self.augmented_ = self.base_model_.user_items_
 
     def _score(self, users: np.ndarray) -> np.ndarray:

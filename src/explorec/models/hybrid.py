@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from explorec.data.splits import Split
 from explorec.models.base import BaseRecommender
+from explorec.validation import heldout_metric, part_matrices
 
 
 def _zscore(s: np.ndarray) -> np.ndarray:
@@ -27,7 +29,8 @@ class HybridRecommender(BaseRecommender):
     cf_params : parameters of the collaborative part.
     text_params : parameters of the language-model part.
     weight : the text weight ``w``. ``None`` chooses it on validation NDCG@10 from
-        ``weights`` (needs ``fit(..., split=...)``; without a split 0.1 is used).
+        ``weights`` (needs ``fit(..., split=...)``; without a split 0.1 is used). ``fit``'s
+        ``validate``, when given, is passed on to both parts (their early stopping).
     weights : the text weights tried on validation when ``weight`` is None.
     """
 
@@ -68,8 +71,9 @@ class HybridRecommender(BaseRecommender):
         assert inputs is not None
         self.cf_model_, self.text_model_ = self._parts()
         self.validation_ = {}
-        self.cf_model_.fit(inputs.train, catalog=inputs.catalog, split=inputs.split)
-        self.text_model_.fit(inputs.train, catalog=inputs.catalog, split=inputs.split)
+        for part in (self.cf_model_, self.text_model_):
+            part.fit(inputs.train, catalog=inputs.catalog, split=inputs.split,
+                     validate=inputs.validate)
         if self.weight is not None:
             self.weight_ = float(self.weight)
         elif inputs.split is None or len(inputs.split.valid) == 0:
@@ -77,9 +81,9 @@ class HybridRecommender(BaseRecommender):
         else:
             self.weight_ = self._choose_weight(inputs.split)
 
-    def _choose_weight(self, split) -> float:  # type: ignore[no-untyped-def]
-        from explorec.evaluate.protocol import evaluate_scores, part_matrices
-
+    def _choose_weight(self, split: Split) -> float:
+        """The first of ``weights`` with the best validation NDCG@10 of the blend (each part
+        scored once; ties in the blend's scores broken with the default seed)."""
         relevant, excluded, candidates = part_matrices(split, "valid")
         users = np.flatnonzero(np.diff(relevant.indptr) > 0)
         zc = _zscore(self.cf_model_.score(users))
@@ -92,8 +96,8 @@ class HybridRecommender(BaseRecommender):
                 r = row[u]
                 return (1 - w) * zc[r] + w * zt[r]
 
-            ndcg = evaluate_scores(score, relevant, excluded, train=split.train.matrix(), ks=(10,),
-                                   metrics=("ndcg",), candidates=candidates).metrics["ndcg@10"]
+            ndcg = heldout_metric(score, relevant, excluded, metric="ndcg", k=10,
+                                  candidates=candidates)
             self.validation_[f"{w:g}"] = ndcg
             if ndcg > best + 1e-9:
                 best_w, best = w, ndcg

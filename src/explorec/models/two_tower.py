@@ -10,6 +10,7 @@ frequency), or the full softmax for small catalogs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +21,7 @@ from explorec.errors import ExploRecError
 from explorec.models._neural import time_ordered_matrix
 from explorec.models.base import BaseRecommender, csr_bytes, score_block_bytes
 from explorec.models.text_items import ENCODER_BYTES, TextItemsMixin
+from explorec.validation import Validator
 
 
 def _build_module(text_dim: int, n_items: int, dim: int, hidden: int, dropout: float):  # type: ignore[no-untyped-def]
@@ -98,8 +100,9 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         (as a new user's is) rather than a random subset of their items.
     loss : ``"inbatch"`` (in-batch softmax with logQ correction) or ``"full"``.
     batch_size, epochs, patience, lr, weight_decay, dropout : training settings; early
-        stopping on validation NDCG@10 (needs ``fit(..., split=...)``; without it, trains
-        ``epochs`` epochs).
+        stopping on ``fit(..., validate=...)``, else on the validation NDCG@10 of
+        ``fit(..., split=...)``; without either every epoch validates as 0, so training
+        stops ``patience`` epochs after the first and keeps the first epoch's weights.
     steps_per_epoch : batches per epoch, each epoch a fresh random order (None: one pass
         over every training interaction); validation and early stopping run after each.
     device : None (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
@@ -281,7 +284,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
                                         -1e9)
             return torch.nn.functional.cross_entropy(logits, torch.arange(len(pos), device=dev))
 
-        validate = self._validator(inputs.split)
+        validate = self._validator(inputs.validation())
         cfg = TrainConfig(epochs=self.epochs, patience=self.patience, lr=self.lr,
                           weight_decay=self.weight_decay, seed=self.seed, device=str(dev),
                           progress=self.progress, tensorboard_dir=self.tensorboard_dir,
@@ -290,15 +293,16 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
                                    name="two-tower")
         self._refresh_item_vectors()
 
-    def _validator(self, split):  # type: ignore[no-untyped-def]
-        if split is None or len(split.valid) == 0:
+    def _validator(self, validation: Validator | None) -> Callable[[], float]:
+        """The training loop's ``validate()``: the item vectors refreshed from the network,
+        then ``validation(self)``; without one every epoch scores 0 (training stops
+        ``patience`` epochs past the first, whose weights are kept)."""
+        if validation is None:
             return lambda: 0.0
-        from explorec.evaluate.protocol import evaluate_model
 
         def validate() -> float:
             self._refresh_item_vectors()
-            return evaluate_model(self, split, part="valid", ks=(10,),
-                                  metrics=("ndcg",)).metrics["ndcg@10"]
+            return float(validation(self))
 
         return validate
 
