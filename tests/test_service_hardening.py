@@ -126,3 +126,22 @@ def test_bad_limits_are_named():
         ConnectionLimits.from_env({"EXPLOREC_HEADER_TIMEOUT": "soon"})
     with pytest.raises(ExploRecError, match="EXPLOREC_MAX_HEADER_BYTES"):
         ConnectionLimits.from_env({"EXPLOREC_MAX_HEADER_BYTES": "0"})
+
+
+def test_a_large_body_sent_with_its_head_is_a_body_not_a_head(server):
+    """Head and a 2 MiB body in one write: the head limit counts the head only (413, not 431)."""
+    body = b'{"user": "' + b"x" * (2 << 20) + b'"}'
+    s = _connect(server)
+    try:
+        s.sendall(b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    except OSError:  # the server may answer and close before reading it all
+        pass
+    got = _read_all(s)
+    assert got.startswith(b"HTTP/1.1 413"), got[:200]
+    # a head split across writes, with its terminator split too, is still one head
+    s2 = _connect(server)
+    for part in (b"GET /healthz HTTP/1.1\r\nHost: x\r", b"\n\r", b"\n"):
+        s2.sendall(part)
+        time.sleep(0.05)
+    assert _read_all(s2, 2.0).startswith(b"HTTP/1.1 200")

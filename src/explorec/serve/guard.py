@@ -89,6 +89,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._limits = limits()
         self._head_open = True  # reading a request head (or waiting for one)
         self._head_bytes = 0
+        self._tail = b""
         self._body_open = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -126,7 +127,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_open:
             if self._timer is None:  # first byte of a keep-alive connection's next request
                 self._arm(self._limits.header_timeout_s, "head")
-            self._head_bytes += len(data)
+            # count only this chunk's bytes up to the head's end (a body may follow in the
+            # same chunk); the last 3 bytes of the previous chunk catch a split terminator
+            buf = self._tail + data
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                self._head_bytes += max(end + 4 - len(self._tail), 0)
+                self._tail = b""
+            else:
+                self._head_bytes += len(data)
+                self._tail = buf[-3:]
             if self._head_bytes > self._limits.max_header_bytes:
                 self._disarm()
                 self.logger.warning("closing a connection: request head over %d bytes",
@@ -141,6 +151,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_open = False
         self._head_bytes = 0
+        self._tail = b""
         self._disarm()
         super().on_headers_complete()
         if self.parser is not None and not self.transport.is_closing():
@@ -153,3 +164,4 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._head_open = True  # the next bytes are the next request's head
         self._head_bytes = 0
+        self._tail = b""
