@@ -654,12 +654,14 @@ class Engine:
             fetched = self._fetch_served(recs)
         rows: list[tuple[RewardRecord, RankEvent, _Served]] = []
         for r in recs:
-            hit = self._served.get(r.event_id) or fetched.get(r.event_id)
+            hit = self._served.get(r.event_id)
             if hit is None:
-                self.applied.skipped += 1
-                continue
+                hit = fetched.get(r.event_id)
+                if hit is None:
+                    self.applied.skipped += 1
+                    continue
+                self._served[r.event_id] = hit
             ev, served = hit
-            self._served[r.event_id] = hit
             if r.position >= len(ev.positions) or int(ev.positions[r.position]) >= len(served.cand):
                 self.applied.skipped += 1
                 continue

@@ -90,7 +90,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_open = True  # reading a request head (or waiting for one)
         self._head_bytes = 0
         self._tail = b""
-        self._body_open = False
         self._timer: asyncio.TimerHandle | None = None
 
     # -- timers
@@ -155,11 +154,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
         if self.parser is not None and not self.transport.is_closing():
-            self._body_open = True
             self._arm(self._limits.body_timeout_s, "body")
 
     def on_message_complete(self) -> None:
-        self._body_open = False
         self._disarm()
         super().on_message_complete()
         self._head_open = True  # the next bytes are the next request's head
