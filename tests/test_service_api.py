@@ -286,7 +286,7 @@ def test_write_endpoints_refuse_a_read_key(keyed):
         for method, path, body in writes:
             r = c.request(method, path, json=body, headers=read)
             assert r.status_code == 403, (path, r.text)
-            assert r.json()["field"] == "X-API-Key" and "read-only" in r.json()["error"]
+            assert r.json()["field"] == "X-API-Key" and "has the read scope" in r.json()["error"]
             assert c.request(method, path, json=body).status_code == 401
         assert c.post("/v1/reward", json=writes[0][2], headers=write).status_code == 200
         assert c.put("/v1/items/k1", json={"text": "a keyed item"}, headers=write).status_code == 200

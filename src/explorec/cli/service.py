@@ -99,13 +99,18 @@ def serve(
                        ] = 1,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
-                                             help="Log each request line (never headers or keys).")
+                                             help="Log each request line (never headers, keys, "
+                                                  "query strings or ids: those are hashed).")
                           ] = False,
+    artifact_root: Annotated[str | None, typer.Option(
+        "--artifact-root", help="Directory hot swaps may load artifacts from (default: the one "
+        "holding --artifact; or EXPLOREC_ARTIFACT_ROOT).")] = None,
 ) -> None:
     """Serve the rank/reward API (FastAPI + uvicorn; OpenAPI at /docs).
 
-    API keys come from EXPLOREC_READ_KEYS and EXPLOREC_WRITE_KEYS (comma-separated); other
-    settings from the EXPLOREC_* variables described in docs/service.md.
+    API keys come from EXPLOREC_READ_KEYS, EXPLOREC_WRITE_KEYS and EXPLOREC_ADMIN_KEYS
+    (comma-separated); other settings from the EXPLOREC_* variables described in
+    docs/service.md.
     """
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # before numpy/scipy start their thread pools
@@ -115,7 +120,7 @@ def serve(
     from explorec.serve.server import run
 
     try:
-        config = ServiceConfig.from_env(artifact=artifact, store=store)
+        config = ServiceConfig.from_env(artifact=artifact, store=store, artifact_root=artifact_root)
         run(config, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ExploRecError as e:
         fail(e)

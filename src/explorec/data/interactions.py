@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from explorec._hashing import hash64
 from explorec.errors import DataError
+from explorec.ids import FORBIDDEN_PATTERN, MAX_ID_LENGTH, id_problem
 
 
 @dataclass(frozen=True)
@@ -449,8 +450,6 @@ def tie_order(user: np.ndarray, item: np.ndarray) -> np.ndarray:
 _HASH_BLOCK = 1 << 20
 
 
-MAX_ID_LENGTH = 256
-"""Default longest external id (characters); longer ids are refused with their file and row."""
 
 DUPLICATE_RULES = ("error", "first", "last", "sum", "keep")
 
@@ -497,15 +496,13 @@ def clean_ids(col: pd.Series, *, source: str, column: str, max_length: int | Non
         raise DataError(f"id of {int(lengths[row - 1]):,} characters is longer than the limit "
                         f"of {limit} (raise it with max_id_length / --max-id-length)",
                         source=source, column=column, row=row)
-    bad = (lengths == 0) | strs.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
+    bad = (lengths == 0) | strs.str.contains(FORBIDDEN_PATTERN, regex=True).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 1
-        raise DataError(
-            f"empty id or id with control characters: {show_value(values[row - 1])}",
-            source=source,
-            column=column,
-            row=row,
-        )
+        problem = id_problem(strs.iloc[row - 1], limit)
+        what = ("empty id (blank once surrounding whitespace is stripped)" if lengths[row - 1] == 0
+                else f"invalid id {show_value(values[row - 1])}: it {problem} (the id rule: explorec.ids)")
+        raise DataError(what, source=source, column=column, row=row)
     return strs.to_numpy(dtype=object)
 
 

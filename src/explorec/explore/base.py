@@ -194,6 +194,10 @@ class BasePolicy(ABC):
     #: :meth:`update`, which must then also override :meth:`get_state` and :meth:`set_state`
     #: (else what it learned would be lost at every restart of the service)
     learns: bool = False
+    #: how many user context features (``Requests.context`` columns) the policy reads; 0: it
+    #: takes no context (the service refuses ``context.features`` rather than drop them);
+    #: -1: any number
+    n_context: int = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

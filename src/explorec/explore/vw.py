@@ -29,6 +29,7 @@ class VowpalWabbitPolicy(BasePolicy):
 
     name = "vw"
     needs_item_text = True
+    n_context = -1  # user context features join the shared namespace: any number
 
     def __init__(self, exploration: str = "--epsilon 0.1", dim: int = 16, n_draws: int = 64,
                  learn_positions: int = 1, extra_args: str = "", *, seed: int = DEFAULT_SEED) -> None:

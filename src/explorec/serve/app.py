@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -20,9 +21,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from explorec.serve.api.errors import install_errors
-from explorec.serve.api.middleware import BodyLimit, Metrics, ServiceMetrics
+from explorec.serve.api.middleware import (
+    BodyLimit,
+    Metrics,
+    ServiceMetrics,
+    install_access_log_redaction,
+)
 from explorec.serve.api.routes import ROUTERS
-from explorec.serve.config import ServiceConfig
+from explorec.serve.config import ServiceConfig, check_bind
 from explorec.serve.service import Service, SlateLog
 from explorec.serve.stores import Store
 
@@ -34,6 +40,7 @@ __all__ = ["Service", "SlateLog", "create_app", "create_app_from_env"]
 def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
     """Build the app (loads the artifact and opens the store now)."""
     service = Service(config, store)
+    install_access_log_redaction()
     if not config.auth_enabled:
         log.warning("no API keys configured (EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS): every caller "
                     "may read and write; serve on a loopback address only")
@@ -80,5 +87,12 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory explorec.serve.app:create_app_from_env`` (workers)."""
-    return create_app(ServiceConfig.from_env())
+    """App factory for ``uvicorn --factory explorec.serve.app:create_app_from_env`` (workers).
+
+    The factory cannot see the address uvicorn binds, so it applies the bind check to
+    ``EXPLOREC_BIND_HOST`` (``explorec serve`` sets it for its workers); when that is unset it
+    assumes a public bind and requires a write or admin key.
+    """
+    config = ServiceConfig.from_env()
+    check_bind(config, os.environ.get("EXPLOREC_BIND_HOST") or "0.0.0.0")
+    return create_app(config)

@@ -455,6 +455,15 @@ class Engine:
         """The in-memory part of a rank (no store I/O): slate, propensities, log record."""
         hist_items, hist_seq = history
         ctx = None if features is None else np.asarray(features, np.float64)[None, :]
+        if ctx is not None:
+            want = int(getattr(self.policy, "n_context", 0) or 0)
+            if want == 0:
+                raise ServiceError(f"policy {self.art.policy_name} takes no context features; "
+                                   "send none (context.attributes are logged for evaluation)",
+                                   "context.features")
+            if want > 0 and ctx.shape[1] != want:
+                raise ServiceError(f"policy {self.art.policy_name} expects {want} context "
+                                   f"features, got {ctx.shape[1]}", "context.features")
         with self.lock:
             hist, ukey = self._history_idx(user, hist_items)
             tie_user = ukey if ukey >= 0 else (1 << 62) + external_key(user)

@@ -7,39 +7,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from explorec.errors import ExploRecError
-from explorec.serve.config import LOOPBACK, ServiceConfig
+from explorec.serve.config import ServiceConfig, check_bind, is_loopback
 from explorec.serve.stores import redact_url
 
 log = logging.getLogger("explorec.serve")
 
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(config: ServiceConfig, host: str) -> str:
-    """The start-up notice about keys and binding; raises when an open bind has no keys."""
-    if config.auth_enabled:
-        return (f"API keys: {len(config.read_keys)} read, {len(config.write_keys)} write "
-                "(X-API-Key header)")
-    if not is_loopback(host):
-        raise ExploRecError(f"refusing to bind {host}: no API keys are configured. Set "
-                            "EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS, or bind 127.0.0.1")
-    return ("no API keys configured (EXPLOREC_READ_KEYS / EXPLOREC_WRITE_KEYS): binding to "
-            f"loopback {host} only; every local caller may read and write")
+__all__ = ["check_bind", "is_loopback", "main", "run"]
 
 
 def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -67,8 +48,13 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
           f"{lim.max_connections} connections per worker", file=sys.stderr, flush=True)
     print(f"explorec serve: artifact {config.artifact}, store {redact_url(config.store)}, "
           f"http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr, flush=True)
+    os.environ["EXPLOREC_BIND_HOST"] = host  # the factory's bind check reads it
+    os.environ.setdefault("EXPLOREC_LOG_SALT", secrets.token_hex(16))  # one per run, all workers
     if workers > 1:
         # workers re-create the app from the environment (keys stay in the environment only)
+        if config.artifact_root:
+            os.environ["EXPLOREC_ARTIFACT_ROOT"] = config.artifact_root
+        os.environ["EXPLOREC_ERASE_WAIT"] = str(config.erase_wait_s)
         os.environ["EXPLOREC_ARTIFACT"] = str(config.artifact)
         os.environ["EXPLOREC_STORE"] = config.store
         os.environ["EXPLOREC_MAX_BODY"] = str(config.max_body_bytes)
@@ -132,9 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="warning")
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--artifact-root", default=None,
+                   help="directory hot swaps may load from (or EXPLOREC_ARTIFACT_ROOT)")
     a = p.parse_args(argv)
     try:
-        config = ServiceConfig.from_env(artifact=a.artifact, store=a.store)
+        config = ServiceConfig.from_env(artifact=a.artifact, store=a.store, artifact_root=a.artifact_root)
         run(config, host=a.host, port=a.port, workers=a.workers, log_level=a.log_level,
             access_log=a.access_log)
     except ExploRecError as e:

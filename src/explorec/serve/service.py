@@ -16,6 +16,7 @@ from explorec.errors import ExploRecError
 from explorec.serve.artifact import load_service_artifact
 from explorec.serve.config import ServiceConfig
 from explorec.serve.engine import Engine
+from explorec.serve.erasure import Eraser
 from explorec.serve.stores import Store, open_store
 
 log = logging.getLogger("explorec.serve")
@@ -31,6 +32,8 @@ class Service:
         self.engine = Engine(load_service_artifact(self.artifact_path), self.store, config.engine)
         self.store.meta_set("artifact_path", str(self.artifact_path.resolve()))
         self._reload_lock = threading.Lock()
+        self.eraser = Eraser(self.store)
+        self.eraser.resume()
         self.started = time.time()
         self.reloads = 0
         # load the text encoder now (a sentence-transformers model takes seconds), so that the
@@ -49,6 +52,8 @@ class Service:
         """
         with self._reload_lock:
             path = Path(artifact) if artifact is not None else self.artifact_path
+            if artifact is not None:
+                self.check_in_root(path)
             old = self.engine
             new = Engine(load_service_artifact(path), self.store, self.config.engine)
             with contextlib.suppress(ExploRecError):
@@ -60,7 +65,28 @@ class Service:
             log.info("swapped artifact %s -> %s (%s)", old.art.artifact_id, new.art.artifact_id, path)
             return {"previous": old.art.artifact_id, **new.status()}
 
+    def erase_user(self, user: str) -> dict[str, Any]:
+        """Delete the user (records, history, learned state) now, then wait up to
+        ``erase_wait_s`` for their bytes to leave every store file; ``status`` says which."""
+        counts = self.engine.delete_user(user)
+        epoch = self.store.erase_status()[0]
+        self.eraser.request(epoch)
+        done = self.eraser.wait(epoch, self.config.erase_wait_s)
+        return {"deleted": user, "erased": counts, "epoch": epoch,
+                "status": "erased" if done else "pending", "status_url": f"/v1/erasures/{epoch}"}
+
+    def check_in_root(self, path: Path) -> None:
+        """Refuse an artifact outside the configured root (symlinks resolved first)."""
+        root = self.config.root
+        try:
+            resolved = path.resolve(strict=False)
+        except (OSError, RuntimeError) as e:
+            raise ExploRecError(f"artifact path {path} cannot be resolved: {e}") from e
+        if not resolved.is_relative_to(root):
+            raise ExploRecError(f"artifact {resolved} is outside the artifact root {root}")
+
     def close(self) -> None:
+        self.eraser.close()
         with contextlib.suppress(Exception):
             self.engine.snapshot()
         self.store.close()

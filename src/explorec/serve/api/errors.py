@@ -31,12 +31,18 @@ def field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
-def error_response(status: int, message: str, field: str | None, detail: list[dict[str, Any]] | None = None
-           ) -> JSONResponse:
+RETRY_AFTER_S = 2
+"""What a 503 answer tells the client to wait (``Retry-After``) while the store is down."""
+
+
+def error_response(status: int, message: str, field: str | None, detail: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message, "field": field}
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_errors(app: FastAPI) -> None:
@@ -61,7 +67,13 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), None)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body it cannot decode (not UTF-8): an invalid body, like
+            # invalid JSON, is a 422 naming the body
+            return error_response(422, "body: invalid JSON: the body is not UTF-8 text", "body",
+                                  [{"field": "body", "message": "not UTF-8 text", "type": "json_invalid"}])
+        # keeps the exception's headers: a 405 says which methods are allowed (Allow)
+        return error_response(exc.status_code, str(exc.detail), None, headers=exc.headers)
 
     @app.exception_handler(StoreError)
     async def store_down(_: Request, exc: StoreError) -> JSONResponse:

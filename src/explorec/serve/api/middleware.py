@@ -1,10 +1,18 @@
-"""Pure ASGI middleware: request-body limit (413) and Prometheus request metrics."""
+"""Pure ASGI middleware: request-body limit (413) and Prometheus request metrics; the access
+log's redaction of user ids and query strings."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 
 class _TooLarge(Exception):
@@ -50,6 +58,41 @@ class BodyLimit:
                                                f"of {limit} bytes", "field": "body"}):
                         await send(m)
                     return
+                # a declared length: the server reads exactly that many bytes; count as they come
+                await self._streamed(scope, receive, send, limit)
+                return
+        # no Content-Length (chunked): read the body here, up to the limit, and hand it on
+        # whole. Raising inside the app's own read would reach it as a parse error (400)
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > limit:
+                for m in _json_bytes(413, {"error": f"request body exceeds the limit of {limit} "
+                                           "bytes", "field": "body"}):
+                    await send(m)
+                return
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        given = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal given
+            if not given:
+                given = True
+                return whole
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _streamed(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                        send: Callable[[dict[str, Any]], Awaitable[None]], limit: int) -> None:
         seen = 0
         started = False
 
@@ -126,3 +169,41 @@ class ServiceMetrics:
                           registry=self.registry)
         self.rewards = Counter("explorec_rewards_total", "reward requests by outcome", ["outcome"],
                                registry=self.registry)
+
+
+class RedactedAccessLog(logging.Filter):
+    """uvicorn's access log without personal data: user ids in paths become a keyed hash
+    (``/v1/users/~3f2a9c1d0b7e``), query strings are dropped (``?…``).
+
+    The key is ``EXPLOREC_LOG_SALT`` (``explorec serve`` draws one at start and gives it to its
+    workers, so one user's lines match within a run) or random: a hash cannot be reversed by
+    trying ids without it, and lines of different runs cannot be joined.
+    """
+
+    _USER = re.compile(r"^(/v1/users/)([^/?]+)")
+
+    def __init__(self, salt: str | None = None) -> None:
+        super().__init__("uvicorn.access")
+        self.key = (salt or os.environ.get("EXPLOREC_LOG_SALT") or secrets.token_hex(16)).encode()
+
+    def redact(self, full_path: str) -> str:
+        path, sep, _ = full_path.partition("?")
+        m = self._USER.match(path)
+        if m is not None:
+            digest = hmac.new(self.key, unquote(m.group(2)).encode("utf-8", "surrogatepass"),
+                              hashlib.sha256).hexdigest()[:12]
+            path = f"{m.group(1)}~{digest}{path[m.end():]}"
+        return path + ("?…" if sep else "")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], self.redact(args[2]), *args[3:])
+        return True
+
+
+def install_access_log_redaction() -> None:
+    """Put :class:`RedactedAccessLog` on uvicorn's access logger (once per process)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactedAccessLog) for f in logger.filters):
+        logger.addFilter(RedactedAccessLog())

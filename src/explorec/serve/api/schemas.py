@@ -5,16 +5,36 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+from explorec.ids import MAX_ID_LENGTH, check_id, check_text
+
+# One id rule for bodies and paths (explorec.ids, the rule files follow too): 1-256 characters,
+# no control characters or lone surrogates, no surrounding whitespace.
+_ID_DOC = (f"external id: 1-{MAX_ID_LENGTH} characters, no control characters (U+0000-U+001F, "
+           "U+007F-U+009F), no lone surrogates, no leading or trailing whitespace")
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(check_id),
+               Field(description=_ID_DOC)]
 EventId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Key = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ShortStr = Annotated[str, StringConstraints(max_length=256)]
+Text = Annotated[str, AfterValidator(check_text)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_text)]
+ShortStr = Annotated[str, StringConstraints(max_length=256), AfterValidator(check_text)]
 Strict = ConfigDict(extra="forbid", strict=True)
-ItemPath = Annotated[str, PathParam(min_length=1, max_length=256, description="external item id")]
-UserPath = Annotated[str, PathParam(min_length=1, max_length=256, description="external user id")]
+ItemPath = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description=_ID_DOC),
+                     AfterValidator(check_id)]
+UserPath = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description=_ID_DOC),
+                     AfterValidator(check_id)]
+
+
+def _integral(v: Any) -> Any:
+    """JSON Schema counts 214.0 as an integer: accept a float with no fractional part."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+Count = Annotated[int, BeforeValidator(_integral)]
 
 
 # ------------------------------------------------------------------ schemas
@@ -23,13 +43,13 @@ class Context(BaseModel):
 
     model_config = Strict
     features: list[Finite] | None = Field(None, max_length=1024)
-    attributes: dict[Key, str | Finite | bool] | None = Field(None, max_length=64)
+    attributes: dict[Key, Text | Finite | bool] | None = Field(None, max_length=64)
 
 
 class RankRequest(BaseModel):
     model_config = Strict
     user: Id
-    k: int = Field(10, ge=1, le=1000)
+    k: Count = Field(10, ge=1, le=1000, description="slate length (an integer; 10.0 counts as 10)")
     candidates: list[Id] | None = Field(None, min_length=1, max_length=10_000)
     exclude: list[Id] | None = Field(None, max_length=10_000)
     context: Context | None = None
@@ -60,7 +80,7 @@ class RewardRequest(BaseModel):
     model_config = Strict
     event_id: EventId
     item: Id | None = None
-    position: int | None = Field(None, ge=0, le=999)
+    position: Count | None = Field(None, ge=0, le=999)
     reward: Finite = Field(ge=0.0, le=1.0)
 
 
@@ -94,8 +114,8 @@ class EventsResponse(BaseModel):
 
 class ItemBody(BaseModel):
     model_config = Strict
-    text: str = Field(min_length=1, max_length=20_000)
-    features: dict[Key, str | Finite | bool | list[ShortStr]] | None = Field(None, max_length=256)
+    text: Text = Field(min_length=1, max_length=20_000)
+    features: dict[Key, Text | Finite | bool | list[ShortStr]] | None = Field(None, max_length=256)
 
 
 class ItemResponse(BaseModel):
@@ -113,12 +133,29 @@ class ItemOut(BaseModel):
 
 class DeletedResponse(BaseModel):
     deleted: str
-    erased: dict[str, int] = Field(default_factory=dict)
+
+
+class UserDeletedResponse(BaseModel):
+    deleted: str
+    erased: dict[str, int] = Field(default_factory=dict, description="records deleted, by kind")
+    epoch: int = Field(description="this erasure's number (GET status_url for its state)")
+    status: Literal["erased", "pending"] = Field(
+        description="erased: gone from every file the store writes (answer 200); pending: deleted "
+                    "and no longer served, still being purged from the files (answer 202)")
+    status_url: str
+
+
+class ErasureStatus(BaseModel):
+    epoch: int
+    status: Literal["erased", "pending"]
+    purged_epoch: int = Field(description="every erasure up to this one is gone from the files")
+    last_error: str | None = None
 
 
 class ReloadRequest(BaseModel):
     model_config = Strict
-    artifact: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    artifact: Annotated[str, StringConstraints(min_length=1, max_length=4096),
+                        AfterValidator(check_text)] | None = None
 
 
 class ErrorOut(BaseModel):

@@ -3,9 +3,11 @@ stores share (array and vector blobs, store URLs)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -26,6 +28,41 @@ if TYPE_CHECKING:  # the records import StoreError from here
 
 class StoreError(ExploRecError):
     """A store that cannot be opened or reached, or a stored record that is corrupt."""
+
+
+T = TypeVar("T", bound=type)
+
+
+def translate_errors(*errors: type[BaseException]) -> Callable[[T], T]:
+    """Class decorator: every public method (generators too) turns ``errors`` (the driver's
+    connection and I/O errors) into :class:`StoreError`, naming the store, so that an outage
+    reaches the service as one error it maps to 503 and never as a driver traceback."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(self: Any, *a: Any, **kw: Any) -> Any:
+                try:
+                    yield from fn(self, *a, **kw)
+                except errors as e:
+                    raise StoreError(f"store {self.describe()}: {type(e).__name__}: {e}") from e
+            return gen
+
+        @functools.wraps(fn)
+        def call(self: Any, *a: Any, **kw: Any) -> Any:
+            try:
+                return fn(self, *a, **kw)
+            except errors as e:
+                raise StoreError(f"store {self.describe()}: {type(e).__name__}: {e}") from e
+        return call
+
+    def decorate(cls: T) -> T:
+        for name, fn in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.isfunction(fn) and name != "describe":
+                setattr(cls, name, wrap(fn))
+        return cls
+
+    return decorate
 
 
 # ------------------------------------------------------------------ array blobs (no pickle)
@@ -102,7 +139,17 @@ class Store(Protocol):
     def items_since(self, seq: int) -> list[ItemRecord]: ...
 
     # users, state, bookkeeping
-    def delete_user(self, user: str) -> dict[str, int]: ...
+    def delete_user(self, user: str) -> dict[str, int]:
+        """Delete the user's records and bump the erase epoch, atomically and durably. Their
+        bytes may stay in the store's files until :meth:`purge` returns."""
+        ...
+    def purge(self, timeout: float = 1.0) -> int | None:
+        """Remove what erasures deleted from every file the store writes; the erase epoch now
+        purged, or None when blocked longer than ``timeout`` seconds (call again)."""
+        ...
+    def erase_status(self) -> tuple[int, int]:
+        """(erase epoch, purged epoch)."""
+        ...
     def user_trace(self, user: str) -> int: ...
     def heads(self) -> Heads: ...
     def save_snapshot(self, snap: Snapshot) -> None: ...

@@ -18,6 +18,7 @@ from explorec.serve.stores.base import (
     arrays_from_bytes,
     arrays_to_bytes,
     redact_url,
+    translate_errors,
 )
 from explorec.serve.stores.records import (
     Heads,
@@ -173,6 +174,13 @@ for i = first, k do out[#out + 1] = order[i] end
 return out
 """
 
+try:
+    from redis import RedisError as _RedisError
+except ImportError:  # pragma: no cover - serve extra missing: RedisStore() says so
+    _RedisError = OSError  # type: ignore[assignment,misc]
+
+
+@translate_errors(_RedisError, OSError)
 class RedisStore:
     """Shared store on a Redis server; keys live under ``prefix`` (default ``explorec``).
 
@@ -181,15 +189,13 @@ class RedisStore:
     server's settings and the service warns at start when they are weaker.
     """
 
-    def __init__(self, url: str, *, prefix: str = "explorec", compact_on_erase: bool = True,
-                 socket_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "explorec", socket_timeout: float = 10.0) -> None:
         try:
             import redis
         except ImportError as e:  # pragma: no cover - serve extra missing
             raise StoreError("the Redis store needs the redis package: pip install 'explorec[serve]'") from e
         self.url = url
         self.prefix = prefix
-        self.compact_on_erase = compact_on_erase
         self._r = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                        socket_connect_timeout=socket_timeout, health_check_interval=30)
         self._scripts = {name: self._r.register_script(src) for name, src in (
@@ -387,12 +393,88 @@ class RedisStore:
 
     # ------------------------------------------------------------- users and state
     def delete_user(self, user: str) -> dict[str, int]:
+        """Delete the user's keys and records and bump the erase epoch (one Lua script). Their
+        bytes leave the server's files only with :meth:`purge` (AOF rewrite, RDB save)."""
         n_ev, n_rw, n_in = (int(x) for x in self._call("delete_user", user))
-        if self.compact_on_erase:
-            # rewrite the AOF so that the erased records are gone from disk, not just from memory
-            with contextlib.suppress(self._redis_error):
-                self._r.bgrewriteaof()
         return {"events": n_ev, "rewards": n_rw, "interactions": n_in}
+
+    def _persistence(self) -> dict[str, Any]:
+        return {k: v for k, v in self._r.info("persistence").items()}
+
+    def _wait_idle(self, flags: tuple[str, ...], deadline: float) -> dict[str, Any] | None:
+        """Wait until none of ``flags`` (INFO persistence fields) is set; None past deadline."""
+        while True:
+            info = self._persistence()
+            if not any(int(info.get(f, 0)) for f in flags):
+                return info
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def _rewrite(self, start: Any, counter: str, flags: tuple[str, ...], status: str,
+                 deadline: float) -> bool:
+        """Run one background rewrite that *starts after this call* and wait for it: one
+        already running began from a snapshot that may predate the erasure, so it is waited
+        for and another is started."""
+        import redis
+
+        while True:
+            info = self._wait_idle(flags, deadline)
+            if info is None:
+                return False
+            before = int(info.get(counter, 0))
+            try:
+                start()
+            except redis.ResponseError as e:  # "already in progress": someone else's; wait again
+                if "in progress" not in str(e).lower():
+                    raise
+                continue
+            while True:
+                info = self._wait_idle(flags, deadline)
+                if info is None:
+                    return False
+                if int(info.get(counter, 0)) > before:
+                    if str(info.get(status, "ok")) != "ok":
+                        raise StoreError(f"Redis store {self.describe()}: the rewrite failed "
+                                         f"({status}={info.get(status)}); see the Redis log")
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+
+    def purge(self, timeout: float = 1.0) -> int | None:
+        """Make every erasure so far physical in the server's files: rewrite the AOF (when it
+        is on) and save the RDB file (when snapshots are configured), each by a rewrite that
+        starts after this call. Returns the erase epoch now purged, or None when the
+        rewrites did not finish within ``timeout`` (retry)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        try:
+            epoch = self.heads().epoch
+            info = self._persistence()
+            if int(info.get("aof_enabled", 0)) and not self._rewrite(
+                    self._r.bgrewriteaof, "aof_rewrites",
+                    ("aof_rewrite_in_progress", "aof_rewrite_scheduled"), "aof_last_bgrewrite_status",
+                    deadline):
+                return None
+            save = self._r.config_get("save").get("save", "")
+            if (save or int(info.get("rdb_saves", 0))) and not self._rewrite(
+                    self._r.bgsave, "rdb_saves", ("rdb_bgsave_in_progress",),
+                    "rdb_last_bgsave_status", deadline):
+                return None
+            done = max(epoch, int(self._r.hget(self._k("meta"), "purged_epoch") or 0))
+            self._r.hset(self._k("meta"), "purged_epoch", str(done))
+        except self._redis_error as e:
+            raise StoreError(f"Redis store {self.describe()}: {e}") from e
+        return done
+
+    def erase_status(self) -> tuple[int, int]:
+        """(erase epoch, purged epoch): erasures up to the purged epoch are gone from the files."""
+        try:
+            epoch = self._r.get(self._k("epoch"))
+            purged = self._r.hget(self._k("meta"), "purged_epoch")
+        except self._redis_error as e:
+            raise StoreError(f"Redis store {self.describe()}: {e}") from e
+        return int(epoch or 0), int(purged or 0)
 
     def user_trace(self, user: str) -> int:
         n = 0

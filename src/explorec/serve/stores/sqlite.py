@@ -21,6 +21,7 @@ from explorec.serve.stores.base import (
     _vec_from,
     arrays_from_bytes,
     arrays_to_bytes,
+    translate_errors,
 )
 from explorec.serve.stores.records import (
     Heads,
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+@translate_errors(sqlite3.Error, OSError)
 class SQLiteStore:
     """Embedded store: one SQLite file in WAL mode, ``synchronous=FULL``, ``secure_delete``.
 
@@ -74,10 +76,9 @@ class SQLiteStore:
 
     group_max = 64
 
-    def __init__(self, path: str | Path, *, compact_on_erase: bool = True) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        self.compact_on_erase = compact_on_erase
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._w = self._connect()
@@ -368,6 +369,9 @@ class SQLiteStore:
 
     # ------------------------------------------------------------- users and state
     def delete_user(self, user: str) -> dict[str, int]:
+        """Delete the user's rows and bump the erase epoch (one durable transaction). Their
+        bytes leave the files only with :meth:`purge`: ``secure_delete`` zeroes the freed
+        pages, but the WAL still holds the older frames until a checkpoint truncates it."""
         with self._tx() as c:
             n_rw = c.execute("DELETE FROM rewards WHERE user = ?", (user,)).rowcount
             n_ev = c.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
@@ -376,16 +380,52 @@ class SQLiteStore:
             row = c.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('epoch', ?)",
                       (str(int(row[0]) + 1 if row else 1),))
-        if self.compact_on_erase:
-            # secure_delete zeroed the freed pages; move them into the main file and empty the
-            # WAL, whose older frames still hold the erased rows
-            with contextlib.suppress(sqlite3.Error):
-                c = self._connect()
-                try:
-                    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                finally:
-                    c.close()
         return {"events": n_ev, "rewards": n_rw, "interactions": n_in}
+
+    def files(self) -> list[Path]:
+        """Every file this store writes: the database, its WAL and the WAL index."""
+        return [Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")]
+
+    def purge(self, timeout: float = 1.0) -> int | None:
+        """Make every erasure so far physical: checkpoint the WAL into the database (whose
+        freed pages ``secure_delete`` zeroed) and truncate it to zero bytes.
+
+        A reader holding an older snapshot (another process's long read transaction, a
+        backup) blocks the truncation; each try waits at most 250 ms for it, until
+        ``timeout``. Returns the erase epoch now purged, or None when still blocked (retry).
+        """
+        epoch = self.heads().epoch
+        deadline = time.monotonic() + max(0.0, timeout)
+        wal = Path(f"{self.path}-wal")
+        try:
+            c = sqlite3.connect(self.path, timeout=0.25, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.path}: {e}") from e
+        try:
+            c.execute("PRAGMA busy_timeout=250")
+            while True:
+                try:
+                    busy = c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.OperationalError:  # locked by a writer of another process
+                    busy = 1
+                if busy == 0 and (not wal.exists() or wal.stat().st_size == 0):
+                    break
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
+        finally:
+            c.close()
+        with self._tx() as w:
+            row = w.execute("SELECT value FROM meta WHERE key = 'purged_epoch'").fetchone()
+            done = max(epoch, int(row[0]) if row else 0)
+            w.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('purged_epoch', ?)", (str(done),))
+        return done
+
+    def erase_status(self) -> tuple[int, int]:
+        """(erase epoch, purged epoch): erasures up to the purged epoch are gone from the files."""
+        row = self._r().execute("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
+                                "(SELECT value FROM meta WHERE key = 'purged_epoch')").fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
 
     def user_trace(self, user: str) -> int:
         r = self._r()

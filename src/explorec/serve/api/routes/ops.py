@@ -16,13 +16,14 @@ from explorec.serve.stores import StoreError
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
 def healthz(service: ServiceDep) -> dict[str, Any]:
     return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
 
 
-@router.get("/readyz", summary="Readiness: artifact loaded and store reachable",
-            responses={503: {"model": ErrorOut, "description": "store unreachable"}})
+@router.api_route("/readyz", methods=["GET", "HEAD"],
+                  summary="Readiness: artifact loaded and store reachable",
+                  responses={503: {"model": ErrorOut, "description": "store unreachable (Retry-After)"}})
 def readyz(service: ServiceDep) -> Any:
     try:
         service.store.ping()
