@@ -34,6 +34,7 @@ from explorec.errors import ExploRecError
 from explorec.ranking import external_key, topk
 from explorec.serve.artifact import ServiceArtifact
 from explorec.serve.errors import Conflict, Gone, NotFound, ServiceError
+from explorec.serve.faults import fault
 from explorec.serve.stores import (
     Interaction,
     ItemRecord,
@@ -636,6 +637,7 @@ class Engine:
                            "event_id")
         assert res.record is not None
         self.sync()
+        fault("reward.after_apply")
         return res.record
 
     def _fetch_served(self, recs: Sequence[RewardRecord]) -> dict[str, tuple[RankEvent, _Served] | None]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from explorec._io import sha256_bytes
+from explorec.serve.faults import fault
 from explorec.serve.stores.base import (
     StoreError,
     _vec_bytes,
@@ -288,7 +289,9 @@ class RedisStore:
                            "user": event.user, "ts": ts}, allow_nan=False)
         hist = (json.dumps([event.items[position], "reward", float(reward), ts], allow_nan=False)
                 if reward > 0 else "")
+        fault("reward.before_write")
         res = self._call("add_reward", event.event_id, str(position), body, hist, event.user)
+        fault("reward.after_commit")
         status = int(res[0])
         if status == 0:
             return RewardResult("unknown_event")
@@ -508,6 +511,7 @@ class RedisStore:
         blob = arrays_to_bytes(snap.arrays)
         meta = json.dumps({"epoch": snap.epoch, "seq": snap.seq, "n_items": snap.n_items,
                            "n_applied": snap.n_applied, "sha256": sha256_bytes(blob), "ts": time.time()})
+        fault("snapshot.before_write")
         self._call("save_snapshot", snap.artifact, str(snap.epoch), meta, blob)
 
     def load_snapshot(self, artifact: str) -> Snapshot | None:

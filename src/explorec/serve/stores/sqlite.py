@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from explorec._io import sha256_bytes
+from explorec.serve.faults import fault
 from explorec.serve.stores.base import (
     StoreError,
     _vec_bytes,
@@ -229,6 +230,7 @@ class SQLiteStore:
             last_ts, last_id = rows[-1][0], rows[-1][1]
 
     def add_reward(self, event: RankEvent, position: int, reward: float, ts: float) -> RewardResult:
+        fault("reward.before_write")
         with self._tx() as c:
             if c.execute("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)).fetchone() is None:
                 return RewardResult("unknown_event")
@@ -242,6 +244,8 @@ class SQLiteStore:
                           (event.user, event.items[position], "reward", float(reward), ts))
             row = c.execute("SELECT seq, event_id, position, item, reward, user, ts FROM rewards "
                             "WHERE event_id = ? AND position = ?", (event.event_id, position)).fetchone()
+            fault("reward.in_transaction")
+        fault("reward.after_commit")
         rec = RewardRecord(*row)
         return RewardResult("recorded" if inserted else "duplicate", rec)
 
@@ -445,6 +449,7 @@ class SQLiteStore:
 
     def save_snapshot(self, snap: Snapshot) -> None:
         blob = arrays_to_bytes(snap.arrays)
+        fault("snapshot.before_write")
         with self._tx() as c:
             epoch = c.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             if int(epoch[0] if epoch else 0) != snap.epoch:
@@ -453,6 +458,7 @@ class SQLiteStore:
                       "sha256, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (snap.artifact, snap.epoch, snap.seq, snap.n_items, snap.n_applied, blob,
                        sha256_bytes(blob), time.time()))
+            fault("snapshot.in_transaction")
 
     def load_snapshot(self, artifact: str) -> Snapshot | None:
         row = self._r().execute("SELECT epoch, seq, n_items, n_applied, blob, sha256 FROM snapshots "
