@@ -331,6 +331,7 @@ def test_delete_user_leaves_no_trace(which, request, work, redis_server):
         r = c.delete(f"/v1/users/{user}")
         assert r.status_code == 200, r.text
         assert r.json()["erased"] == {"events": 3, "rewards": 3, "interactions": 4}
+        assert r.json()["status"] == "erased"  # gone from the files too (no reader blocked it)
         after = status(c)  # policy state rebuilt from the remaining log, without this user
         assert after["epoch"] == mid["epoch"] + 1
         assert after["rewards_applied"] == before["rewards_applied"]
