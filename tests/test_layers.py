@@ -8,9 +8,10 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "explorec"
 
 # low to high; a module may import its own layer and any lower one
-LAYERS = ["core", "data", "ranking", "encoders", "index", "models", "train", "explore", "evaluate",
-          "simulate", "scale", "serve", "faces"]
-PACKAGE_LAYER = {"data": "data", "encoders": "encoders", "models": "models", "train": "models",
+LAYERS = ["core", "data", "ranking", "encoders", "interests", "index", "models", "train", "explore",
+          "evaluate", "simulate", "scale", "serve", "faces"]
+PACKAGE_LAYER = {"data": "data", "encoders": "encoders", "interests": "interests", "models": "models",
+                 "train": "models",
                  "explore": "explore", "evaluate": "evaluate", "simulate": "simulate",
                  "serve": "serve", "cli": "faces"}
 MODULE_LAYER = {"ranking": "ranking", "factor_topk": "ranking", "validation": "ranking",

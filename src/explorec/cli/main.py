@@ -533,5 +533,9 @@ from explorec.cli.service import register as _register_service  # noqa: E402
 
 _register_service(app)
 
+from explorec.cli.interests import register as _register_interests  # noqa: E402
+
+_register_interests(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()
