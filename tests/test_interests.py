@@ -78,7 +78,7 @@ def test_taxonomy_saves_and_loads_with_checksums(tax, tmp_path):
     np.testing.assert_array_equal(back.item_ids, tax.item_ids)
     assert back.fine_keywords == tax.fine_keywords and back.selection == tax.selection
     (path / "fine.npy").write_bytes((path / "fine.npy").read_bytes()[:-4] + b"\0\0\0\1")
-    with pytest.raises(ExploRecError, match="sha256|checksum"):
+    with pytest.raises(ExploRecError, match=r"sha256|checksum"):
         InterestTaxonomy.load(path)
 
 
