@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results
+	$(BIN)/python benchmarks/interests.py --seeds 2020,2021,2022 --output benchmarks/results
 
 
 clean:
