@@ -23,6 +23,8 @@ from rich.table import Table
 
 from explorec._io import atomic_write_json, atomic_write_text
 from explorec.data import load_dataset
+from explorec.encoders import get_encoder
+from explorec.encoders.items import encode_items
 from explorec.interests import evaluate_predictors, novel_transitions, taxonomy_from_dataset
 from explorec.report import environment
 
@@ -44,7 +46,8 @@ def main() -> int:
         t0 = time.perf_counter()
         tax = taxonomy_from_dataset(ds, encoder=args.encoder, seed=seed)
         tr = novel_transitions(ds.interactions, tax.fine)
-        rows = evaluate_predictors(tr, tax, seed=seed)
+        vecs = encode_items(ds.interactions.items, ds.catalog, get_encoder(args.encoder))  # cached
+        rows = evaluate_predictors(tr, tax, seed=seed, item_vectors=vecs)
         per_seed.append({"seed": seed, "n_fine": tax.n_fine, "n_coarse": tax.n_coarse,
                          "selection": tax.selection, "train": int((~tr.test).sum()),
                          "test": int(tr.test.sum()), "seconds": round(time.perf_counter() - t0, 1),

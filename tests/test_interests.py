@@ -91,6 +91,9 @@ def test_novel_transitions_are_first_visits_after_the_history(transitions, tax):
     ok = rec >= 0
     assert seen[np.nonzero(ok)[0], rec[ok]].all()  # recent interests were engaged
     assert (seen.sum(axis=1) >= 1).all()
+    items = t.recent_items  # the user's last items before the transition, most recent last
+    assert items.shape == (len(t), 10) and (items[:, -1] >= 0).all()
+    assert seen[np.nonzero(items >= 0)[0], tax.fine[items[items >= 0]]].all()
     for u in np.unique(t.user)[:20]:  # the held-out one is the user's last
         idx = np.flatnonzero(t.user == u)
         assert t.test[idx[-1]] and not t.test[idx[:-1]].any()

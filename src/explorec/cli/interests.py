@@ -43,6 +43,14 @@ def _taxonomy(data: DataInputs, encoder: str, fine: int | None, coarse: int | No
                                           seed=seed, progress=_say)
 
 
+def _item_vectors(dataset: Any, encoder: str) -> Any:
+    """The items' text vectors (from the embedding cache after the taxonomy's build)."""
+    from explorec.encoders import get_encoder
+    from explorec.encoders.items import encode_items
+
+    return encode_items(dataset.interactions.items, dataset.catalog, get_encoder(encoder))
+
+
 def _show(tax: Any, top: int) -> None:
     d = tax.to_dict(top)
     table = Table(title=f"{d['n_fine']} fine interests in {d['n_coarse']} coarse ones "
@@ -128,7 +136,8 @@ def evaluate(data: DataInputs,
                                      param_hint="--predictors")
         dataset, tax = _taxonomy(data, encoder, fine, coarse, seed, taxonomy)
         tr = novel_transitions(dataset.interactions, tax.fine, window=window, min_history=min_history)
-        rows = evaluate_predictors(tr, tax, names, k=k, seed=seed, progress=_say)
+        vecs = _item_vectors(dataset, tax.encoder or encoder)
+        rows = evaluate_predictors(tr, tax, names, k=k, seed=seed, item_vectors=vecs, progress=_say)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
     base = next((r for r in rows if r["predictor"] == "cooccurrence"), None)

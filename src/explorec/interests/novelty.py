@@ -45,6 +45,8 @@ class Transitions:
     target: np.ndarray   # (T,) int64
     test: np.ndarray     # (T,) bool
     n_clusters: int
+    recent_items: np.ndarray | None = None  # (T, item_window) internal item ids, -1 padded
+
 
     def __len__(self) -> int:
         return len(self.target)
@@ -52,7 +54,8 @@ class Transitions:
     def subset(self, mask: np.ndarray) -> Transitions:
         idx = np.flatnonzero(mask)
         return Transitions(self.user[idx], self.recent[idx], self.seen[idx], self.target[idx],
-                           self.test[idx], self.n_clusters)
+                           self.test[idx], self.n_clusters,
+                           None if self.recent_items is None else self.recent_items[idx])
 
     def recency_weights(self, decay: float = 0.7) -> np.ndarray:
         """(T, window) weights of the recent interests, the most recent heaviest (0 for padding)."""
@@ -61,7 +64,7 @@ class Transitions:
 
 
 def novel_transitions(interactions: Any, labels: np.ndarray, *, window: int = 5, min_history: int = 5,
-                      n_test: int = 1) -> Transitions:
+                      n_test: int = 1, item_window: int = 10) -> Transitions:
     """Every user's novel transitions (see the module docstring); ``labels``: the fine
     interest of each internal item id."""
     if window < 1 or min_history < 1 or n_test < 0:
@@ -70,10 +73,11 @@ def novel_transitions(interactions: Any, labels: np.ndarray, *, window: int = 5,
     k = int(labels.max()) + 1
     order = interactions.time_order()
     users = np.asarray(interactions.user)[order]
-    seq = labels[np.asarray(interactions.item)[order]]
+    items = np.asarray(interactions.item)[order]
+    seq = labels[items]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(users)]
-    t_user, t_recent, t_target, t_test = [], [], [], []
+    t_user, t_recent, t_target, t_test, t_items = [], [], [], [], []
     seen_rows: list[np.ndarray] = []
     for a, b in zip(starts, ends, strict=True):
         s = seq[a:b]
@@ -91,6 +95,10 @@ def novel_transitions(interactions: Any, labels: np.ndarray, *, window: int = 5,
             row = np.full(window, -1, dtype=np.int64)
             row[window - len(distinct):] = distinct
             t_recent.append(row)
+            last = items[a + max(0, p - item_window):a + p]
+            irow = np.full(item_window, -1, dtype=np.int64)
+            irow[item_window - len(last):] = last
+            t_items.append(irow)
             t_target.append(s[p])
             t_user.append(users[a])
             t_test.append(j >= test_from)
@@ -102,7 +110,7 @@ def novel_transitions(interactions: Any, labels: np.ndarray, *, window: int = 5,
     seen = sp.csr_matrix((np.ones(indptr[-1], bool), np.concatenate(seen_rows), indptr),
                          shape=(len(t_target), k))
     return Transitions(np.asarray(t_user, np.int64), np.vstack(t_recent), seen,
-                       np.asarray(t_target, np.int64), np.asarray(t_test, bool), k)
+                       np.asarray(t_target, np.int64), np.asarray(t_test, bool), k, np.vstack(t_items))
 
 
 # ------------------------------------------------------------------ predictors
@@ -163,12 +171,15 @@ class TextBilinear:
     """score(context, b) = u(context)^T A B^T e_b + bias_b [+ gamma * log table(context, b)],
     where e are the interests' description embeddings (the text encoder's reading of their
     words and titles) and u(context) joins the recency-weighted mean of the recent interests'
-    embeddings and the mean over every interest engaged so far. Trained with a softmax over the
+    embeddings, the mean over every interest engaged so far and, given ``item_vectors``, the
+    mean text vector of the user's last ``item_window`` items. Trained with a softmax over the
     interests unseen at each transition (Adam, full batch, ``epochs`` steps, L2
     ``weight_decay``); torch, on CUDA when present."""
 
     def __init__(self, rank: int = 32, epochs: int = 150, lr: float = 0.03, weight_decay: float = 1e-4,
-                 with_table: bool = False, decay: float = 0.7, seed: int = DEFAULT_SEED) -> None:
+                 with_table: bool = False, decay: float = 0.7, item_vectors: np.ndarray | None = None,
+                 seed: int = DEFAULT_SEED) -> None:
+        self.item_vectors = item_vectors
         self.rank = rank
         self.epochs = epochs
         self.lr = lr
@@ -190,7 +201,12 @@ class TextBilinear:
         u /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
         n_seen = np.maximum(np.asarray(batch.seen.sum(axis=1)).ravel(), 1)[:, None]
         prof = np.asarray(batch.seen.astype(np.float32) @ self.emb_) / n_seen
-        return np.hstack([u, prof]).astype(np.float32)
+        parts = [u, prof]
+        if self.items_ is not None and batch.recent_items is not None:
+            ok = batch.recent_items >= 0
+            v = np.where(ok[:, :, None], self.items_[np.where(ok, batch.recent_items, 0)], 0.0).sum(axis=1)
+            parts.append(v / np.maximum(ok.sum(axis=1, keepdims=True), 1))
+        return np.hstack(parts).astype(np.float32)
 
     def fit(self, train: Transitions, taxonomy: InterestTaxonomy) -> TextBilinear:
         import torch
@@ -198,6 +214,8 @@ class TextBilinear:
         from explorec.interests.taxonomy import reduce_dims
 
         self.emb_ = reduce_dims(np.asarray(taxonomy.fine_embeddings, dtype=np.float32), seed=self.seed)
+        self.items_ = (None if self.item_vectors is None else
+                       reduce_dims(np.asarray(self.item_vectors, dtype=np.float32), seed=self.seed))
         if self.emb_.shape[0] != train.n_clusters:
             raise ExploRecError(f"taxonomy has {self.emb_.shape[0]} interests, the transitions "
                                 f"{train.n_clusters}")
@@ -205,14 +223,14 @@ class TextBilinear:
             self.table_ = CooccurrenceTable(decay=self.decay).fit(train, taxonomy)
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         g = torch.Generator().manual_seed(self.seed)
-        d = self.emb_.shape[1]
+        U = torch.from_numpy(self._context(train)).to(dev)
+        d, du = self.emb_.shape[1], U.shape[1]
         r = min(self.rank, d)
-        A = (torch.randn(2 * d, r, generator=g) / math.sqrt(2 * d)).to(dev).requires_grad_()
+        A = (torch.randn(du, r, generator=g) / math.sqrt(du)).to(dev).requires_grad_()
         B = (torch.randn(d, r, generator=g) / math.sqrt(d)).to(dev).requires_grad_()
         bias = torch.zeros(train.n_clusters, device=dev, requires_grad=True)
         gamma = torch.ones(1, device=dev, requires_grad=True)
         params = [A, B, bias] + ([gamma] if self.with_table else [])
-        U = torch.from_numpy(self._context(train).astype(np.float32)).to(dev)
         E = torch.from_numpy(self.emb_).to(dev)
         seen = torch.from_numpy(train.seen.toarray()).to(dev)
         y = torch.from_numpy(train.target).to(dev)
@@ -273,8 +291,11 @@ def novelty_metrics(scores: np.ndarray, batch: Transitions, k: int = 5, seed: in
 
 def evaluate_predictors(transitions: Transitions, taxonomy: InterestTaxonomy,
                         predictors: Sequence[str] | None = None, *, k: int = 5, seed: int = DEFAULT_SEED,
+                        item_vectors: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Fit each predictor on the training transitions; its metrics on the held-out ones."""
+    """Fit each predictor on the training transitions; its metrics on the held-out ones.
+    ``item_vectors`` (the items' text vectors) let the text predictors read the user's
+    recent items too."""
     say = progress or (lambda _s: None)
     train, test = transitions.subset(~transitions.test), transitions.subset(transitions.test)
     if len(train) == 0 or len(test) == 0:
@@ -287,6 +308,7 @@ def evaluate_predictors(transitions: Transitions, taxonomy: InterestTaxonomy,
         p = PREDICTORS[name]()
         if isinstance(p, TextBilinear):
             p.seed = seed
+            p.item_vectors = item_vectors
         p.fit(train, taxonomy)
         rows.append({"predictor": name, **novelty_metrics(p.scores(test), test, k, seed)})
     return rows
