@@ -15,7 +15,15 @@ from explorec.cli.common import DataInputs, data_command
 SIMULATE_HELP = """Run bandit policies against a simulator built from real ratings.
 
 Reports cumulative clicks and regret against the oracle, CTR over time, catalog coverage and
-how fast new users and new items get their first click (see docs/exploration.md)."""
+how fast new users and new items get their first click, and the value of exploration:
+clusters clicked per user, new interests per 1,000 visits, users retained, visits per user,
+intra-list diversity, novelty, items with >= 5 clicks and catalog coverage (see
+docs/exploration.md). --dynamics interests adds dormant interests, satiation and users who
+leave after a run of click-less visits (explorec.simulate.dynamics)."""
+
+_DYNAMICS_OPTIONS = {"dormant_factor": "--dormant-factor", "satiation_rate": "--satiation-rate",
+                     "satiation_window": "--satiation-window", "patience": "--patience",
+                     "away_rounds": "--away-rounds", "p_quit": "--p-quit"}
 
 
 @data_command()
@@ -50,6 +58,29 @@ def simulate_command(
         "--scheduler", help="Run the policy x seed runs on Dask: 'processes' (a LocalCluster, one "
         "worker per core) or tcp://HOST:8786 (docs/scale.md). Results equal this process's. "
         "Default: this process.")] = None,
+    dynamics: Annotated[str, typer.Option(
+        "--dynamics", help="User model: 'static' (fixed click probabilities) or 'interests' "
+        "(dormant interests, satiation, leaving).")] = "static",
+    dormant_factor: Annotated[float | None, typer.Option(
+        "--dormant-factor", min=0.0, max=1.0,
+        help="interests: click factor of a dormant cluster until its first click (default 0.2).")
+    ] = None,
+    satiation_rate: Annotated[float | None, typer.Option(
+        "--satiation-rate", min=0.0,
+        help="interests: factor exp(-rate * exposures of the cluster in the window) (default 0.05).")
+    ] = None,
+    satiation_window: Annotated[int | None, typer.Option(
+        "--satiation-window", min=1, help="interests: shown items remembered for satiation (default 20).")
+    ] = None,
+    patience: Annotated[int | None, typer.Option(
+        "--patience", min=1, help="interests: click-less visits in a row before a user leaves (default 5).")
+    ] = None,
+    away_rounds: Annotated[int | None, typer.Option(
+        "--away-rounds", min=0, help="interests: rounds a user who left stays away (default 500).")
+    ] = None,
+    p_quit: Annotated[float | None, typer.Option(
+        "--p-quit", min=0.0, max=1.0,
+        help="interests: probability that a user who leaves never comes back (default 0.1).")] = None,
 ) -> None:
     from explorec.cli.common import check_output, console, fail, out, parse_list, parse_params
     from explorec.errors import ExploRecError
@@ -83,12 +114,22 @@ def simulate_command(
         from explorec.scale import check_scheduler
 
         check_scheduler(scheduler)
+        given = {k: v for k, v in (("dormant_factor", dormant_factor), ("satiation_rate", satiation_rate),
+                                   ("satiation_window", satiation_window), ("patience", patience),
+                                   ("away_rounds", away_rounds), ("p_quit", p_quit)) if v is not None}
+        dyn_params = _dynamics_params(dynamics, given)
         base = model
         results = _run(data, names, rounds, slate_size, list(range(seed, seed + seeds)), base,
-                       encoder, batch_size, params, scheduler)
+                       encoder, batch_size, params, scheduler, dyn_params)
     except (ExploRecError, ValueError, KeyError, typer.BadParameter) as err:
         fail(err)
-    from explorec.simulate.report import SUMMARY_FIELDS, markdown_table, plot_curves, summarize
+    from explorec.simulate.report import (
+        EXPLORATION_FIELDS,
+        SUMMARY_FIELDS,
+        markdown_table,
+        plot_curves,
+        summarize,
+    )
 
     rows = summarize(results)
     table = Table(title=f"Simulation on {dataset}: {rounds:,} rounds, slate {slate_size}, "
@@ -101,6 +142,13 @@ def simulate_command(
     for r in rows:
         table.add_row(r["policy"], *(format_cell(r[f], r[f + "_std"], f) for f in SUMMARY_FIELDS))
     out.print(table)
+    value = Table(title=f"Value of exploration ({dynamics} users)")
+    value.add_column("policy")
+    for f in EXPLORATION_FIELDS:
+        value.add_column(FIELD_LABELS[f], justify="right")
+    for r in rows:
+        value.add_row(r["policy"], *(format_cell(r[f], r[f + "_std"], f) for f in EXPLORATION_FIELDS))
+    out.print(value)
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.report import environment
 
@@ -108,6 +156,8 @@ def simulate_command(
                                                 sys.argv[1] == "simulate" else sys.argv[1:])
     meta = {"dataset": dataset, "rounds": rounds, "slate_size": slate_size, "seeds": seeds,
             "seed": seed, "model": base, "encoder": encoder, "batch_size": batch_size,
+            "dynamics": dynamics,
+            "dynamics_params": None if dyn_params is None else dyn_params.__dict__,
             "command": command, "environment": environment()}
     if json_path:
         atomic_write_json(json_path, {**meta, "summary": rows,
@@ -116,7 +166,9 @@ def simulate_command(
     if markdown_path:
         text = (f"# Simulation: {dataset}, {rounds:,} rounds, slate {slate_size}, base model {base}\n\n"
                 f"Seeds {seed}..{seed + seeds - 1}; mean ± std over seeds. Command: `{command}`\n\n"
-                + markdown_table(rows) + "\n")
+                + markdown_table(rows) + "\n\n"
+                + f"## Value of exploration ({dynamics} users)\n\n"
+                + markdown_table(rows, EXPLORATION_FIELDS) + "\n")
         atomic_write_text(markdown_path, text)
         console.print(f"wrote {markdown_path}")
     if plot_path:
@@ -126,7 +178,7 @@ def simulate_command(
 
 def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds: list[int],
          model: str, encoder: str, batch_size: int, params: dict[str, dict[str, Any]],
-         scheduler: str | None = None) -> list[Any]:
+         scheduler: str | None = None, dynamics: Any = None) -> list[Any]:
     from explorec import scale
     from explorec.cli.common import console, progress, stage
     from explorec.encoders import get_encoder
@@ -167,7 +219,21 @@ def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds
 
         return simulate(ds, names, item_vectors=vectors, rounds=rounds, slate_size=slate_size,
                         seeds=seeds, model=model, batch_size=batch_size, policy_params=params,
-                        progress=advance, on_result=done, client=client)
+                        progress=advance, on_result=done, client=client, dynamics=dynamics)
+
+
+def _dynamics_params(dynamics: str, given: dict[str, Any]) -> Any:
+    """The :class:`~explorec.simulate.dynamics.DynamicsParams` of ``--dynamics`` (None: static)."""
+    if dynamics not in ("static", "interests"):
+        raise ValueError(f"--dynamics must be 'static' or 'interests', got {dynamics!r}")
+    if dynamics == "static":
+        if given:
+            flags = ", ".join(_DYNAMICS_OPTIONS[k] for k in given)
+            raise ValueError(f"{flags} only apply with --dynamics interests")
+        return None
+    from explorec.simulate.dynamics import DynamicsParams
+
+    return DynamicsParams(**given)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,8 @@
-"""Summaries of simulation runs: mean and std over seeds, a Markdown table and PNG curves."""
+"""Summaries of simulation runs: mean and std over seeds, Markdown tables and PNG curves.
+
+:data:`SUMMARY_FIELDS` are the original outcome columns; :data:`EXPLORATION_FIELDS` the
+measures of exploration's value that every run also reports (see
+:mod:`explorec.simulate.runner`), shown as a second table."""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ SUMMARY_FIELDS = ("cumulative_reward", "cumulative_regret", "ctr", "coverage",
                   "new_user_first_click_rounds", "new_users_reached",
                   "new_item_first_click_rounds", "new_items_reached", "seconds")
 
+EXPLORATION_FIELDS = ("distinct_clusters_clicked", "new_interests_per_1k_visits", "users_retained",
+                      "visits_per_user", "intra_list_diversity", "novelty", "discoverable_items",
+                      "catalog_coverage")
+
 FIELD_LABELS = {
     "cumulative_reward": "clicks",
     "cumulative_regret": "regret",
@@ -24,7 +32,18 @@ FIELD_LABELS = {
     "new_item_first_click_rounds": "new item: rounds to 1st click",
     "new_items_reached": "new items clicked",
     "seconds": "seconds",
+    "distinct_clusters_clicked": "clusters clicked / user",
+    "new_interests_per_1k_visits": "new interests / 1k visits",
+    "users_retained": "users retained",
+    "visits_per_user": "visits / user",
+    "intra_list_diversity": "intra-list diversity",
+    "novelty": "novelty (bits)",
+    "discoverable_items": "items with >= 5 clicks",
+    "catalog_coverage": "catalog coverage",
 }
+
+_FOUR_DECIMALS = {"ctr", "coverage", "new_users_reached", "new_items_reached", "users_retained",
+                  "intra_list_diversity", "catalog_coverage"}
 
 
 def summarize(results: Sequence[SimulationResult]) -> list[dict[str, Any]]:
@@ -34,7 +53,8 @@ def summarize(results: Sequence[SimulationResult]) -> list[dict[str, Any]]:
     for name in names:
         runs = [r for r in results if r.policy == name]
         row: dict[str, Any] = {"policy": name, "seeds": len(runs), "rounds": runs[0].rounds}
-        for f in SUMMARY_FIELDS:
+        row["dynamics"] = runs[0].dynamics
+        for f in (*SUMMARY_FIELDS, *EXPLORATION_FIELDS):
             vals = np.array([getattr(r, f) for r in runs], dtype=np.float64)
             row[f] = float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan")
             row[f"{f}_std"] = float(np.nanstd(vals)) if len(vals) > 1 else 0.0
@@ -45,9 +65,14 @@ def summarize(results: Sequence[SimulationResult]) -> list[dict[str, Any]]:
 def format_cell(value: float, std: float, field: str) -> str:
     if np.isnan(value):
         return "n/a"
-    if field in ("ctr", "coverage", "new_users_reached", "new_items_reached"):
+    if field in _FOUR_DECIMALS:
         s = f"{value:.4f}"
         return s + (f" ± {std:.4f}" if std else "")
+    if field == "discoverable_items":
+        return f"{value:,.0f}" + (f" ± {std:,.1f}" if std else "")
+    if field in ("distinct_clusters_clicked", "visits_per_user", "novelty"):
+        s = f"{value:.2f}"
+        return s + (f" ± {std:.2f}" if std else "")
     s = f"{value:,.1f}"
     return s + (f" ± {std:,.1f}" if std else "")
 
@@ -61,7 +86,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], fields: Sequence[str] = SUMMA
 
 
 def plot_curves(results: Sequence[SimulationResult], path: str | Path) -> Path:
-    """PNG with cumulative regret, CTR over time (mean over seeds, band = min..max) and coverage."""
+    """PNG with cumulative regret, CTR and cumulative new interests over time (mean over seeds,
+    band = min..max) and coverage."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,13 +96,16 @@ def plot_curves(results: Sequence[SimulationResult], path: str | Path) -> Path:
     from explorec._io import atomic_path
 
     names = list(dict.fromkeys(r.policy for r in results))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     for name in names:
         runs = [r for r in results if r.policy == name and r.curves]
         if not runs:
             continue
         x = np.asarray(runs[0].curves["round"])
-        for ax, key in ((axes[0], "cumulative_regret"), (axes[1], "ctr")):
+        for ax, key in ((axes[0], "cumulative_regret"), (axes[1], "ctr"),
+                        (axes[3], "cumulative_new_interests")):
+            if not all(key in r.curves for r in runs):
+                continue
             ys = np.array([r.curves[key] for r in runs])
             (line,) = ax.plot(x, ys.mean(axis=0), label=name)
             if len(runs) > 1:
@@ -88,6 +117,8 @@ def plot_curves(results: Sequence[SimulationResult], path: str | Path) -> Path:
                 yerr=[r["coverage_std"] for r in summary])
     axes[2].set(title="Catalog coverage", ylabel="share of released items shown")
     axes[2].tick_params(axis="x", rotation=45)
+    axes[3].set(title="New interests discovered", xlabel="round",
+                ylabel="clicks in a cluster new to the user")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
