@@ -15,7 +15,7 @@ import pytest
 from explorec.data.synthetic import generate
 from explorec.serve.artifact import train_artifact
 from explorec.serve.faults import POINTS
-from explorec.serve.procs import RedisServer, ServiceProcess
+from explorec.serve.procs import ServiceProcess
 from explorec.serve.stores import open_store
 
 # where the crash falls -> whether the reward in flight was already stored
@@ -31,13 +31,6 @@ def artifact(tmp_path_factory):
     train_artifact(art, dataset=generate(n_users=80, n_items=60, n_interactions=1200, seed=11),
                    model="pop", policy="linucb", encoder="tfidf", vector_dim=8)
     return art
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("faults-redis")).start()
-    yield srv
-    srv.stop()
 
 
 def test_every_point_is_covered():
