@@ -110,7 +110,7 @@ def test_constant_scores_score_like_random(transitions):
 def test_predictors_beat_the_popular_novel_interest(transitions, tax):
     train, test = transitions.subset(~transitions.test), transitions.subset(transitions.test)
     hit = {}
-    for p in (PopularNovel(), CooccurrenceTable(), TextBilinear(epochs=60, with_table=True)):
+    for p in (PopularNovel(), CooccurrenceTable(), TextBilinear(epochs=25, with_table=True)):
         p.fit(train, tax)
         s = p.scores(test)
         assert s.shape == (len(test), tax.n_fine) and np.isfinite(s).all()
