@@ -25,7 +25,6 @@ distribution over the fine clusters.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -331,7 +330,3 @@ def taxonomy_from_dataset(dataset: Any, *, encoder: str = "minilm", n_fine: int 
                           encode=lambda t: np.asarray(enc.encode(t), np.float32), encoder=encoder,
                           seed=seed, progress=progress)
 
-
-def describe(tax: InterestTaxonomy) -> str:
-    """A one-line summary (sizes and the selection scores)."""
-    return json.dumps({"n_fine": tax.n_fine, "n_coarse": tax.n_coarse, "selection": tax.selection})
