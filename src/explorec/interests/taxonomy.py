@@ -319,7 +319,8 @@ def taxonomy_from_dataset(dataset: Any, *, encoder: str = "minilm", n_fine: int 
     say(f"encoding {len(texts):,} item texts with {encoder}")
     vecs = encode_items(inter.items, catalog, enc)
     frame = catalog.frame.reindex(inter.items.ids)
-    titles = [str(t) for t in frame["title"]] if "title" in frame.columns else None
+    name_col = next((c for c in ("title", "name") if c in frame.columns), None)
+    titles = [str(t) for t in frame[name_col]] if name_col else None  # else the item texts
     genres = None
     for col in ("genres", "categories", "tags"):
         if col in frame.columns:
