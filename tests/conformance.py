@@ -591,6 +591,9 @@ class PolicyTests:
             if old.shape[:1] == (n,):  # per-item state: old rows kept, new rows the prior
                 assert new.shape[0] == n + 3, key
                 np.testing.assert_array_equal(new[:n], old)
+                if key in policy.catalog_state:  # derived from the new items' vectors
+                    assert new[n:].dtype == old.dtype and np.isfinite(new[n:]).all(), key
+                    continue
                 np.testing.assert_array_equal(new[n:], prior[key][n:])
             else:  # shared state (a linear model's A, b) is not touched by new items
                 np.testing.assert_array_equal(new, old)

@@ -178,9 +178,26 @@ class TestMMR(PolicyTests):
     name = "mmr"
 
 
+class TestInterestTS(PolicyTests):
+    name = "interest-ts"
+    params: ClassVar[dict[str, Any]] = {"n_context": 2, "budget": 0.4, "n_clusters": 4}
+
+
+class TestInterestTSGreedy(PolicyTests):
+    """A second configuration of the same policy (greedy exploit slots, explore slots at
+    random positions, a budget that adapts), not a second policy."""
+
+    name = "interest-ts"
+    variant = "greedy"
+    params: ClassVar[dict[str, Any]] = {"exploit": "greedy", "explore_slots": "random", "boredom": 0.2,
+                                        "n_clusters": 4}
+
+
 # ====================================================================== meta
 def _names(base: type) -> list[str]:
-    return [c.name for c in conformance_classes(base, globals())]
+    """The policy or model each conformance class tests (a configuration ``variant`` of one
+    already tested does not count again)."""
+    return [c.name for c in conformance_classes(base, globals()) if not getattr(c, "variant", "")]
 
 
 def test_every_registered_model_has_a_conformance_class():

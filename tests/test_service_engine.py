@@ -36,6 +36,20 @@ def egreedy_art(tmp_path_factory, small_data):
 
 
 @pytest.fixture(scope="module")
+def interest_art(tmp_path_factory, small_data):
+    out = tmp_path_factory.mktemp("art") / "interest-ts"
+    train_artifact(out, dataset=small_data, model="ease", policy="interest-ts", encoder="tfidf",
+                   vector_dim=16, policy_params={"budget": 0.4, "n_clusters": 6})
+    return load_service_artifact(out)
+
+
+@pytest.fixture(params=["linucb", "interest-ts"])
+def learning_art(request):
+    """A policy with shared state (linucb) and one with per-user state (interest-ts)."""
+    return request.getfixturevalue("linucb_art" if request.param == "linucb" else "interest_art")
+
+
+@pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield srv.url
@@ -62,7 +76,8 @@ def make_store(request, tmp_path):
 
 def same_state(a: dict, b: dict) -> bool:
     """Equal policy states, up to float rounding (replayed rewards may be batched differently)."""
-    return set(a) == set(b) and all(np.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a)
+    return set(a) == set(b) and all(np.shape(a[k]) == np.shape(b[k])
+                                    and np.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a)
 
 
 def play(eng: Engine, users: list[str], rounds: int, seed: int = 0) -> None:
@@ -73,18 +88,18 @@ def play(eng: Engine, users: list[str], rounds: int, seed: int = 0) -> None:
         eng.reward(out.event_id, float(rng.random() < 0.5), position=pos)
 
 
-def test_restart_resumes_exactly(linucb_art, make_store):
+def test_restart_resumes_exactly(learning_art, make_store):
     cfg = EngineConfig(snapshot_every=4)
-    a = Engine(linucb_art, make_store(), cfg)
+    a = Engine(learning_art, make_store(), cfg)
     a.put_item("fresh-1", "space robot heist", {})
     play(a, ["u1", "u2", "new-user"], 11)
     # a second engine on the same store (a restart, or another process) ends in the same state
-    b = Engine(linucb_art, make_store(), cfg)
+    b = Engine(learning_art, make_store(), cfg)
     assert b.applied.n == a.applied.n == 11 and b.reward_seq == a.reward_seq
     assert same_state(b.policy.get_state(), a.policy.get_state())
-    assert b.ids == a.ids and b.index["fresh-1"] == linucb_art.n_items
+    assert b.ids == a.ids and b.index["fresh-1"] == learning_art.n_items
     # and without any snapshot: the artifact's state + the whole log, replayed
-    c = Engine(linucb_art, make_store(), EngineConfig(snapshot_every=10**9))
+    c = Engine(learning_art, make_store(), EngineConfig(snapshot_every=10**9))
     assert same_state(c.policy.get_state(), a.policy.get_state())
 
 
@@ -99,8 +114,8 @@ def test_processes_see_each_others_rewards(linucb_art, make_store):
     assert same_state(a.policy.get_state(), b.policy.get_state())
 
 
-def test_erasing_a_user_rebuilds_state_without_them(linucb_art, make_store):
-    a = Engine(linucb_art, make_store())
+def test_erasing_a_user_rebuilds_state_without_them(learning_art, make_store):
+    a = Engine(learning_art, make_store())
     play(a, ["keep-1", "keep-2"], 6, seed=1)
     kept = a.policy.get_state()
     play(a, ["gone"], 4, seed=2)

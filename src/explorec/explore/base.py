@@ -198,6 +198,10 @@ class BasePolicy(ABC):
     #: takes no context (the service refuses ``context.features`` rather than drop them);
     #: -1: any number
     n_context: int = 0
+    #: keys of :meth:`get_state` arrays that describe the catalog rather than what was learned
+    #: (e.g. interest labels derived from the item vectors): a new item gets its entry from
+    #: its own vector, not from a prior
+    catalog_state: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -387,10 +391,17 @@ def sampled_slates(draws: np.ndarray, k: int, rng: np.random.Generator
     the ``m`` draws that put each candidate at each position: exactly the probability, given
     the draws, that the shown slate has that candidate there.
     """
-    b, m, c = draws.shape
-    top = topk_positions(draws, k)  # (B, m, k)
+    return slates_from_draws(topk_positions(draws, k), draws.shape[2], rng)
+
+
+def slates_from_draws(top: np.ndarray, n_candidates: int, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Show one of ``m`` drawn slates per request, chosen uniformly: ``top`` (B, m, k) holds
+    each draw's candidate positions. Returns (positions (B, k), distribution (B, C, k)), the
+    distribution being the share of draws that put each candidate at each position."""
+    b, m, k = top.shape
     chosen = rng.integers(0, m, size=b)
     positions = top[np.arange(b), chosen]
-    flat = (np.arange(b)[:, None, None] * c + top) * k + np.arange(k)[None, None, :]
-    dist = np.bincount(flat.ravel(), minlength=b * c * k).reshape(b, c, k) / m
+    flat = (np.arange(b)[:, None, None] * n_candidates + top) * k + np.arange(k)[None, None, :]
+    dist = np.bincount(flat.ravel(), minlength=b * n_candidates * k).reshape(b, n_candidates, k) / m
     return positions, dist

@@ -309,8 +309,11 @@ class LinTSPolicy(_LinearPolicy):
         self.scale = float(scale)
         self.n_draws = int(n_draws)
 
-    def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        base = self.base_scores(requests)
+    def sample_scores(self, requests: Requests, base: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(draws (B, m, C) of the candidates' scores under ``n_draws`` posterior samples,
+        -inf on padding; posterior mean scores (B, C))."""
+        base = self.base_scores(requests) if base is None else base
         X = self.features(requests, base)  # (B, C, d)
         b, c, d = X.shape
         # the m posterior draws are shared by the batch's requests (one BLAS product); each
@@ -318,8 +321,11 @@ class LinTSPolicy(_LinearPolicy):
         theta = self._weights(self.linear.sample(self.n_draws, self.scale, self.rng))  # (m, d)
         draws = (X.reshape(b * c, d) @ theta.T).reshape(b, c, self.n_draws).transpose(0, 2, 1)
         draws = np.where(requests.mask[:, None, :], draws, -np.inf)
+        return draws, X @ self._weights(self.linear.mean)
+
+    def _rank(self, requests: Requests, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        draws, mean = self.sample_scores(requests)
         pos, dist = sampled_slates(draws, k, self.rng)
-        mean = X @ self._weights(self.linear.mean)
         return pos, np.take_along_axis(mean, pos, axis=1), dist
 
 

@@ -22,6 +22,8 @@ POLICIES: Registry[tuple[str, str]] = Registry("policy", {
                       "Thompson sampling, Bayesian linear head on two-tower embeddings"),
     "vw": ("explorec.explore.vw:VowpalWabbitPolicy", "Vowpal Wabbit --cb_explore_adf (optional)"),
     "mmr": ("explorec.explore.mmr:MMRPolicy", "MMR diversity re-ranking of the base model"),
+    "interest-ts": ("explorec.explore.interest:InterestTSPolicy",
+                    "exploit slots + explore slots that Thompson-sample a novel interest cluster"),
 })
 
 
@@ -47,8 +49,11 @@ def create_policy(name: str, **params: Any) -> Any:
 
 
 def needs_item_vectors(name: str) -> bool:
-    return name in ("linucb", "lints", "vw", "mmr")
+    """Whether the policy (with its default parameters) explores over item text vectors."""
+    klass = policy_class(name)
+    return bool(klass.needs_item_text and not klass.uses_two_tower)
 
 
 def needs_two_tower(name: str) -> bool:
-    return name == "neural-linear"
+    """Whether the policy (with its default parameters) reads a two-tower model's embeddings."""
+    return bool(policy_class(name).uses_two_tower)

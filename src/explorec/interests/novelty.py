@@ -260,6 +260,51 @@ class TextBilinear:
         return s
 
 
+def engagement_table(history: sp.spmatrix, labels: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """(K, K) P(a user engages interest b | they engage interest a), b != a, from a history
+    matrix with no time order (a fitted model's ``training_history()``): co-engagement counts
+    over users, each row smoothed toward the interests' overall shares by ``smoothing``
+    pseudo-users and normalised; the diagonal is 0. The time-ordered form, where one is
+    known, is :func:`transition_table`.
+
+    >>> import scipy.sparse as sp
+    >>> h = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]]))
+    >>> engagement_table(h, np.array([0, 1, 2]), smoothing=0.0).round(2).tolist()
+    [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    h = sp.csr_matrix(history)
+    if h.shape[1] != len(labels):
+        raise ExploRecError(f"history has {h.shape[1]} items, labels {len(labels)}")
+    k = int(labels.max()) + 1 if len(labels) else 0
+    onehot = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), k))
+    engaged = (h @ onehot).astype(bool).astype(np.float64)  # (users, K)
+    co = np.asarray((engaged.T @ engaged).todense(), dtype=np.float64)
+    np.fill_diagonal(co, 0.0)
+    share = np.asarray(engaged.sum(axis=0)).ravel() + 1.0
+    share /= share.sum()
+    table = co + smoothing * share[None, :]
+    np.fill_diagonal(table, 0.0)
+    total = table.sum(axis=1, keepdims=True)
+    return np.divide(table, total, out=np.zeros_like(table), where=total > 0)
+
+
+def transition_table(interactions: Any, labels: np.ndarray, *, smoothing: float = 1.0,
+                     min_history: int = 5) -> np.ndarray:
+    """(K, K) P(next novel interest b | recent interest a) from every novel transition of
+    time-ordered ``interactions`` (:class:`CooccurrenceTable`'s table, nothing held out):
+    the prior that :class:`~explorec.explore.interest.InterestTSPolicy` reads. Falls back to
+    :func:`engagement_table` when the data hold no novel transition."""
+    labels = np.asarray(labels, dtype=np.int64)
+    try:
+        tr = novel_transitions(interactions, labels, min_history=min_history, n_test=0)
+    except ExploRecError:
+        return engagement_table(interactions.matrix(binary=True), labels, smoothing)
+    table = CooccurrenceTable(smoothing=smoothing).fit(tr, None).table_  # type: ignore[arg-type]
+    np.fill_diagonal(table, 0.0)
+    return table / np.maximum(table.sum(axis=1, keepdims=True), 1e-300)
+
+
 PREDICTORS: dict[str, Callable[[], NoveltyPredictor]] = {
     "popular-novel": PopularNovel,
     "cooccurrence": CooccurrenceTable,

@@ -229,6 +229,59 @@ def genre_matrix(lists: Sequence[Any]) -> np.ndarray:
     return _normalise(out)
 
 
+def cluster_items(item_vectors: np.ndarray, n_clusters: int | None = None, *, seed: int = DEFAULT_SEED
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Fine interests of a catalog known only by its item vectors (no texts to describe them):
+    ``(labels (n_items,) int64, centroids (n_clusters, d) float32, unit norm)``, the same
+    k-means as :func:`build_taxonomy`'s fine level, ``n_clusters`` chosen by silhouette when
+    not given. Items with a zero vector (no text) form no cluster of their own: they join
+    the largest one. A new item joins the cluster of its nearest centroid
+    (:func:`nearest_cluster`).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> vecs = np.vstack([rng.normal(c, 0.05, (10, 3)) for c in np.eye(3)])
+    >>> labels, cent = cluster_items(vecs, 3, seed=1)
+    >>> sorted(np.bincount(labels).tolist()), cent.shape
+    ([10, 10, 10], (3, 3))
+    >>> bool((nearest_cluster(vecs, cent) == labels).all())
+    True
+    """
+    vecs = _normalise(item_vectors)
+    if vecs.ndim != 2 or len(vecs) < 2:
+        raise ExploRecError(f"cluster_items needs at least 2 item vectors, got shape {vecs.shape}")
+    live = np.linalg.norm(vecs, axis=1) > 0
+    n = int(live.sum())
+    if n < 2:
+        return np.zeros(len(vecs), np.int64), np.zeros((1, vecs.shape[1]), np.float32)
+    x = reduce_dims(vecs[live], seed=seed)
+    distinct = len(np.unique(x, axis=0))
+    if n_clusters is None:
+        ks = _grid(2.5 * math.sqrt(n), 2, max(2, min(n // 5, distinct)))
+        n_clusters, _ = _choose(x, ks, seed)
+    n_clusters = max(1, min(int(n_clusters), distinct))
+    if n_clusters == 1:
+        labels_live = np.zeros(n, np.int64)
+    else:
+        labels_live, _ = _kmeans(x, n_clusters, seed)
+        labels_live, _ = _relabel(labels_live, n_clusters)
+    k = int(labels_live.max()) + 1
+    v = vecs[live]
+    cent = _normalise(np.vstack([v[labels_live == c].mean(axis=0) for c in range(k)]))
+    labels = np.full(len(vecs), int(np.argmax(np.bincount(labels_live, minlength=k))), np.int64)
+    labels[live] = labels_live
+    return labels, cent
+
+
+def nearest_cluster(item_vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n,) index of each vector's nearest centroid by cosine (0 for a zero vector)."""
+    v = _normalise(np.atleast_2d(item_vectors))
+    if v.shape[1] != centroids.shape[1]:
+        raise ExploRecError(f"item vectors have {v.shape[1]} dimensions, the centroids "
+                            f"{centroids.shape[1]}")
+    return np.argmax(v @ np.asarray(centroids, np.float32).T, axis=1).astype(np.int64)
+
+
 def build_taxonomy(item_ids: Sequence[str], item_vectors: np.ndarray, texts: Sequence[str], *,
                    titles: Sequence[str] | None = None, genres: np.ndarray | None = None,
                    genre_weight: float = 0.5, n_fine: int | None = None, n_coarse: int | None = None,

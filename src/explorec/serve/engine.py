@@ -82,6 +82,13 @@ class RankResult:
     artifact: str
 
 
+def policy_user(user: str, internal: int) -> int:
+    """The integer a policy knows a user by: the model's internal id for a training user,
+    else ``2**62`` + a seeded hash of the external id (stable across processes and restarts;
+    the same for ranks and the rewards that follow them)."""
+    return internal if internal >= 0 else (1 << 62) + external_key(user)
+
+
 @dataclass
 class _Served:
     """What a rank computed, kept in memory so its rewards need no recomputation."""
@@ -91,6 +98,9 @@ class _Served:
     base: np.ndarray
     user_key: int
     context: np.ndarray | None
+    #: the user's key in the policy's requests (:func:`policy_user`): per-user policy state is
+    #: learned under the same key it is ranked with
+    policy_user: int = -1
 
 
 @dataclass
@@ -467,7 +477,7 @@ class Engine:
                                    f"features, got {ctx.shape[1]}", "context.features")
         with self.lock:
             hist, ukey = self._history_idx(user, hist_items)
-            tie_user = ukey if ukey >= 0 else (1 << 62) + external_key(user)
+            tie_user = policy_user(user, ukey)
             pool = self._index_pool(hist, ukey, exclude) if candidates is None else None
             if pool is not None:  # the model's ANN index named the pool: no catalog scoring
                 cand, base = pool
@@ -507,7 +517,7 @@ class Engine:
                           [_finite(s) for s in scores], ids[cand].tolist(), hist_seq,
                           ev_ctx or None)
         with self.lock:
-            self._served[event_id] = (event, _Served(cand, hist, base, ukey, ctx))
+            self._served[event_id] = (event, _Served(cand, hist, base, ukey, ctx, tie_user))
             while len(self._served) > self.config.event_cache:
                 self._served.popitem(last=False)
         return result, event
@@ -711,7 +721,7 @@ class Engine:
                 if ctx is not None and s.context is not None:
                     ctx[n] = s.context[0]
             hist = sp.csr_matrix((np.ones(len(hr), np.float32), (hr, hc)), shape=(b, self.n_items))
-            users = np.asarray([s.user_key for _, _, s in rows])
+            users = np.asarray([s.policy_user for _, _, s in rows])
             req = Requests(cand, hist, users, base, ctx, valid)
             slates = SlateBatch(items, positions, scores, props, None, {"policy": self.art.policy_name})
             try:
@@ -746,7 +756,7 @@ class Engine:
         base = self.base_scores(hist, ukey)[cand]
         feats = (ev.context or {}).get("features")
         ctx = None if feats is None else np.asarray(feats, np.float64)[None, :]
-        return _Served(cand, hist, base, ukey, ctx)
+        return _Served(cand, hist, base, ukey, ctx, policy_user(ev.user, ukey))
 
     def replay_log(self, store: Store) -> int:
         """Learn from every reward in ``store`` in order (warm start of a retrained artifact)."""

@@ -103,7 +103,14 @@ def make_policy(name: str, env: Environment, base_model: Any, *, seed: int,
     policy = create_policy(name, **params)
     if representation is not None and hasattr(policy, "set_representation"):
         policy.set_representation(representation)
+    if hasattr(policy, "set_interests"):  # the logged data's time order gives the novelty prior
+        policy.set_interests(interactions=env.logged)
     return policy.prepare(base_model, n_items=env.n_items, item_vectors=env.item_vectors)
+
+
+def uses_representation(name: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether policy ``name`` with ``params`` reads a two-tower model's embeddings."""
+    return bool(create_policy(name, **dict(params or {})).uses_two_tower)
 
 
 def _select(key: np.ndarray, k: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -493,7 +500,8 @@ def simulate(dataset: Any, policies: Sequence[str], *, item_vectors: np.ndarray,
     policy_params = policy_params or {}
     prepare = partial(prepare_seed, dataset, item_vectors=item_vectors, model=model,
                       model_params=model_params, env_options=env_options,
-                      representation="neural-linear" in policies, dynamics=dynamics,
+                      representation=any(uses_representation(n, policy_params.get(n)) for n in policies),
+                      dynamics=dynamics,
                       item_clusters=item_clusters)
     run = partial(run_setup, rounds=rounds, slate_size=slate_size, batch_size=batch_size,
                   n_candidates=n_candidates, n_random=n_random, n_fresh=n_fresh)
