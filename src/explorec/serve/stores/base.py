@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from explorec.errors import ExploRecError
+from explorec.serve.stores.queries import LogQueries
 
 if TYPE_CHECKING:  # the records import StoreError from here
     from explorec.serve.stores.records import (
@@ -101,8 +102,9 @@ def redact_url(url: str) -> str:
 
 # ------------------------------------------------------------------ protocol
 @runtime_checkable
-class Store(Protocol):
-    """Durable service state. Every write method returns after the write is durable."""
+class Store(LogQueries, Protocol):
+    """Durable service state. Every write method returns after the write is durable; the
+    read-only aggregate queries of :class:`LogQueries` (the dashboard's) come with it."""
 
     url: str
 

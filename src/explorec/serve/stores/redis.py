@@ -30,6 +30,7 @@ from explorec.serve.stores.records import (
     RewardResult,
     Snapshot,
 )
+from explorec.serve.stores.redis_queries import RedisQueries
 
 _LUA_ADD_REWARD = """
 local P, eid, pos = ARGV[1], ARGV[2], ARGV[3]
@@ -182,7 +183,7 @@ except ImportError:  # pragma: no cover - serve extra missing: RedisStore() says
 
 
 @translate_errors(_RedisError, OSError)
-class RedisStore:
+class RedisStore(RedisQueries):
     """Shared store on a Redis server; keys live under ``prefix`` (default ``explorec``).
 
     Run Redis with ``appendonly yes`` and ``appendfsync always`` for the same durability as

@@ -33,6 +33,7 @@ from explorec.serve.stores.records import (
     RewardResult,
     Snapshot,
 )
+from explorec.serve.stores.sqlite_queries import SQLiteQueries
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 @translate_errors(sqlite3.Error, OSError)
-class SQLiteStore:
+class SQLiteStore(SQLiteQueries):
     """Embedded store: one SQLite file in WAL mode, ``synchronous=FULL``, ``secure_delete``.
 
     One writer connection (serialised by a lock and ``BEGIN IMMEDIATE``, so several processes
