@@ -29,6 +29,7 @@ from explorec.serve.api.middleware import (
 )
 from explorec.serve.api.routes import ROUTERS
 from explorec.serve.config import ServiceConfig, check_bind
+from explorec.serve.dashboard import router as dashboard_router
 from explorec.serve.service import Service, SlateLog
 from explorec.serve.stores import Store
 
@@ -81,6 +82,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
     install_errors(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(dashboard_router)  # /dashboard: read-only pages over the same store
     app.add_middleware(Metrics, registry=metrics.registry)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app
