@@ -1,5 +1,6 @@
 # explorec: two commands on a fresh machine.
-#   make quickstart   set up .venv, fetch ML-100K, train + evaluate, OPE on OBD, a short bandit simulation -> reports/quickstart/
+#   make quickstart   set up .venv, fetch ML-100K, train + evaluate, OPE on OBD, a short bandit simulation -> reports/quickstart/,
+#                     a service artifact and the command that serves it with its dashboard
 #   make test         set up .venv, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: quickstart test lint bench clean help venv redis
+.PHONY: quickstart test lint bench clean help venv redis chromium
 
 help:
 	@echo "make quickstart | make test | make lint | make bench | make clean"
@@ -37,15 +38,28 @@ quickstart: $(STAMP)
 	$(BIN)/explorec simulate --dataset ml-100k --policies greedy,egreedy,ts,lints --rounds 5000 \
 		--slate-size 5 --seeds 1 --seed 2020 --json reports/quickstart/simulation.json \
 		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
+	$(BIN)/explorec train --dataset ml-100k --model ease --policy lints --output reports/quickstart/artifact
 	@echo "Reports in reports/quickstart/: leaderboard.md (warm; hybrid = SLIM blended with iALS, the best model), cold_items.md (new items, text only; pop and ease show what no information scores), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
+	@READ=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))'); \
+	WRITE=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))'); \
+	echo "Serve the quickstart artifact (EASE + linear Thompson sampling on MiniLM item vectors) with its dashboard on 127.0.0.1:"; \
+	echo "  EXPLOREC_READ_KEYS=$$READ EXPLOREC_WRITE_KEYS=$$WRITE $(BIN)/explorec serve --artifact reports/quickstart/artifact --store sqlite:///reports/quickstart/service.db"; \
+	echo "then open http://127.0.0.1:8000/dashboard?api_key=$$READ (read key; rank with it, reward with the write key: docs/service.md)"
 
-test: $(STAMP) redis
+test: $(STAMP) redis chromium
 	$(BIN)/python -m pytest -q
 
 # The service tests start a real redis-server (Debian package redis-server); apt only when missing.
 redis:
 	@command -v redis-server >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+
+# The dashboard's browser test drives headless Chromium (Debian packages chromium and
+# chromium-driver, through selenium); apt only when missing.
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && test -x /usr/bin/chromedriver; } || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
