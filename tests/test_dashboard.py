@@ -8,6 +8,7 @@ outside. ``EXPLOREC_SCREENSHOTS=docs/img`` also writes a screenshot of each page
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -291,11 +292,13 @@ def _screenshot(driver, name: str) -> None:
 
     Path(out).mkdir(parents=True, exist_ok=True)
     path = Path(out) / f"dashboard-{name}.png"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(int(height) + 20, 2400))  # the whole page, up to a bound
-    time.sleep(0.5)  # charts follow the resize
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1280, 900)
+    # the whole page (up to a bound) without resizing the window, which would reflow the charts
+    width, height = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": int(width), "height": min(int(height), 1800), "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
     with Image.open(path) as im:  # small files: 1000 px wide, 128 colours
         im = im.convert("RGB")
         im = im.resize((1000, round(im.height * 1000 / im.width)), Image.Resampling.LANCZOS)
