@@ -20,6 +20,7 @@ from rich.progress import Progress
 from explorec._io import atomic_write_json, atomic_write_text
 from explorec.data import load_dataset, make_split
 from explorec.evaluate.experiment import run_evaluation
+from explorec.evaluate.significance import noise_lines
 from explorec.report import environment
 
 MODELS = ["random", "pop", "itemknn", "userknn", "ease", "hybrid"]
@@ -55,7 +56,8 @@ def main() -> None:
         for key in SHOW:
             vals = [r["metrics"][key] for r in rows]
             entry[key] = {"mean": statistics.fmean(vals),
-                          "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0}
+                          "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0,
+                          "values": vals}  # per seed, in --seeds order
         for key in ("fit_seconds", "eval_seconds", "fit_peak_mib"):
             vals = [r[key] for r in rows]
             entry[key] = {"mean": statistics.fmean(vals),
@@ -95,6 +97,12 @@ def to_markdown(report: dict) -> str:
             f"| {name} | {f('ndcg@10')} | {f('recall@10')} | {f('ndcg@20')} | {f('mrr@10')} | "
             f"{f('hit@10')} | {f('fit_seconds', 2)} | {f('eval_seconds', 2)} | "
             f"{f('fit_peak_mib', 1)} | {rb.get('ndcg@10', '—')} | {rb.get('fit_s', '—')} |")
+    lines += ["", "Against the best model, seed by seed (paired t-test over seeds; within noise: "
+              "p >= 0.05):", ""]
+    for key in ("ndcg@10", "recall@10"):
+        values = {name: e[key]["values"] for name, e in report["models"].items()
+                  if "values" in e[key]}
+        lines += noise_lines(values, what=key) or [f"- {key}: per-seed values not kept."]
     lines += ["", "eval s = validation + test evaluation with all metrics (incl. AUC, ILD). "
               "RecBole's Pop figure counts sampled negatives and de-duplicates counts within a "
               "batch (docs/evaluation.md), so it is not a like-for-like popularity baseline."]

@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from explorec._io import atomic_write_json, atomic_write_text
 from explorec.data import load_dataset
 from explorec.encoders import get_encoder
 from explorec.encoders.items import encode_items
+from explorec.evaluate.significance import noise_lines
 from explorec.report import environment
 from explorec.simulate import build_environment, fit_base_model, make_policy, run_policy, simulate
 from explorec.simulate.report import markdown_table, plot_curves, summarize
@@ -95,7 +97,15 @@ def main() -> None:
         plot_curves(results, png)
         report["bases"][base] = {"summary": rows, "results": [r.to_dict() for r in results],
                                  "acceptance_failures": fails}
+        clicks: dict[str, list[float]] = {}
+        for r in sorted(results, key=lambda r: r.seed):
+            clicks.setdefault(r.policy, []).append(float(r.cumulative_reward))
+        noise = noise_lines(clicks, what="cumulative clicks", digits=1)
+        for line in noise:
+            console.print(escape(f"[{base}] {line}"), highlight=False)
         md += [f"## Base model: {base}", "", markdown_table(rows), "",
+               "Against the best policy, seed by seed (paired t-test over seeds; within noise: "
+               "p >= 0.05):", "", *noise, "",
                f"Acceptance: {'met' if not fails else 'NOT met: ' + '; '.join(fails)}.", "",
                f"![curves]({png.name})", ""]
 

@@ -37,8 +37,17 @@ def run_evaluation(
     progress: Any = None,
     measure_memory: bool = False,
     client: Any = None,
+    baseline: str | None = None,
+    significance: bool = True,
 ) -> dict[str, Any]:
     """Evaluate registered ``models`` on ``split``; returns the JSON-ready report.
+
+    With ``significance`` each result gets a ``"significance"`` block per per-user test
+    metric: the model against the best model by the primary metric (or against
+    ``baseline``), paired over the test users (:func:`explorec.evaluate.significance.compare`:
+    paired t and Wilcoxon tests, Holm-corrected across models, a seeded bootstrap interval of
+    the mean difference); the report's ``"significance"`` says which reference, tests and
+    seed. No metric changes.
 
     ``params`` overrides parameters per model name. ``progress`` is an optional
     ``rich.progress.Progress`` used to show fit and evaluation steps. With a Dask ``client``
@@ -49,7 +58,11 @@ def run_evaluation(
     from explorec.runinfo import environment
 
     params = params or {}
+    if baseline is not None and baseline not in models:
+        raise ValueError(f"--baseline {baseline!r} is not one of the models evaluated "
+                         f"({', '.join(models)})")
     results = []
+    test_users: dict[str, Any] = {}  # model -> (users, per-user test metrics)
     n_valid = users_to_evaluate(split, "valid")
     n_test = users_to_evaluate(split, "test")
     if n_test == 0:
@@ -88,13 +101,16 @@ def run_evaluation(
             t = progress.add_task(f"{part} {name}", total=n) if progress else None
             adv = (lambda m, t=t: progress.advance(t, m)) if progress else None
             if client is None:
-                parts[part] = evaluate_model(model, split, part=part, ks=tuple(ks),
-                                             metrics=tuple(metrics), progress=adv).metrics
+                res = evaluate_model(model, split, part=part, ks=tuple(ks),
+                                     metrics=tuple(metrics), progress=adv)
             else:
-                parts[part] = scale.evaluate(model, split, client=client, part=part,
-                                             ks=tuple(ks), metrics=tuple(metrics)).metrics
+                res = scale.evaluate(model, split, client=client, part=part,
+                                     ks=tuple(ks), metrics=tuple(metrics))
                 if adv:
                     adv(n)
+            parts[part] = res.metrics
+            if part == "test" and significance:
+                test_users[name] = (res.users, res.per_user)
         scale.release([model], client=client)
         eval_seconds = time.perf_counter() - t1
         entry: dict[str, Any] = {
@@ -108,7 +124,7 @@ def run_evaluation(
         if peak is not None:
             entry["fit_peak_mib"] = round(peak, 2)
         results.append(entry)
-    return {
+    report = {
         "dataset": dataset,
         "split": split.name,
         "seed": split.seed,
@@ -117,3 +133,24 @@ def run_evaluation(
         "results": results,
         "environment": environment(),
     }
+    if significance and test_users:
+        report["significance"] = _significance(results, test_users, baseline)
+    return report
+
+
+def _significance(results: list[dict[str, Any]], test_users: dict[str, Any],
+                  baseline: str | None) -> dict[str, Any]:
+    """Each result's ``"significance"`` block (in place); returns what was compared."""
+    from explorec.evaluate.significance import compare, primary_metric
+
+    shown = [n for n in (r["model"] for r in results) if n in test_users]
+    primary = primary_metric(set().union(*(r["metrics"] for r in results)))
+    per_user = {n: test_users[n][1] for n in shown}
+    if primary not in set.intersection(*(set(v) for v in per_user.values())):
+        primary = None  # e.g. only list metrics asked for: no per-user primary metric
+    sig = compare(per_user, users={n: test_users[n][0] for n in shown}, reference=baseline,
+                  primary=primary)
+    models = sig.pop("models")
+    for r in results:
+        r["significance"] = models.get(r["model"], {})
+    return sig
