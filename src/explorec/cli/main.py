@@ -34,6 +34,7 @@ from explorec.cli.common import (
     progress,
     stage,
 )
+from explorec.cli.report import HtmlOpt, write_html_option
 from explorec.errors import ExploRecError
 
 app = typer.Typer(
@@ -293,8 +294,18 @@ def evaluate(
         "--scheduler", help="Rank and score on Dask over user partitions (models are fitted "
         "here): 'processes' (a LocalCluster, one worker per core) or tcp://HOST:8786 "
         "(docs/scale.md). The metrics equal this process's. Default: this process.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Compare every model with this one (one of --models) instead of "
+        "with the best by the primary metric: paired t and Wilcoxon tests over test users, "
+        "Holm-corrected, and a bootstrap interval of the difference (docs/reports.md).")
+    ] = None,
+    html_path: HtmlOpt = None,
 ) -> None:
-    """Fit models on the train part and report full-ranking metrics on valid and test."""
+    """Fit models on the train part and report full-ranking metrics on valid and test.
+
+    Every model is compared with the best one (or --baseline) on each per-user metric,
+    paired over the test users; the table shows the primary metric's difference, its 95%
+    bootstrap interval and Holm-corrected p-values."""
     from explorec import scale
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.data.splits import SPLITS
@@ -302,7 +313,7 @@ def evaluate(
     from explorec.evaluate.experiment import run_evaluation
     from explorec.evaluate.metrics import DEFAULT_METRICS, check_metrics
     from explorec.models.registry import model_class
-    from explorec.report import leaderboard_markdown, leaderboard_table
+    from explorec.report import leaderboard_markdown, leaderboard_table, significance_table
 
     try:
         names = parse_list(models, "model")
@@ -316,24 +327,33 @@ def evaluate(
         if from_config(ctx, "param"):  # a config's parameters of models --models left out
             params = {m: v for m, v in params.items() if m in names}
         check_models_params(names, params)
+        if baseline is not None and baseline not in names:
+            raise typer.BadParameter(f"--baseline {baseline!r} is not one of --models "
+                                     f"({', '.join(names)})")
         check_output(json_path, "--json")
         check_output(markdown_path, "--markdown")
+        check_output(html_path, "--html")
         scale.check_scheduler(scheduler)
         ds = data.load()
         sp = _make_split(ds, split, seed, cold_fraction)
         with scale.dask_client(scheduler) as client, progress() as p:
             report = run_evaluation(sp, names, dataset=ds.name, catalog=ds.catalog, ks=ks,
-                                    metrics=mets, params=params, progress=p, client=client)
+                                    metrics=mets, params=params, progress=p, client=client,
+                                    baseline=baseline)
     except (ExploRecError, ValueError, typer.BadParameter) as e:
         fail(e)
     report["command"] = _command_line()
     out.print(leaderboard_table(report))
+    detail = significance_table(report)
+    if detail is not None:
+        out.print(detail)
     if json_path:
         atomic_write_json(json_path, report)
         console.print(f"wrote {json_path}")
     if markdown_path:
         atomic_write_text(markdown_path, leaderboard_markdown(report))
         console.print(f"wrote {markdown_path}")
+    write_html_option(report, html_path, source=str(json_path or "explorec evaluate"))
 
 
 # ------------------------------------------------------------------ ope
@@ -371,6 +391,7 @@ def ope(
         "--artifact", help="With --log: artifact (default: the one the service last served).")] = None,
     policy_param: Annotated[list[str] | None, typer.Option(
         "--policy-param", help="With --log: policy parameter NAME=VALUE.")] = None,
+    html_path: HtmlOpt = None,
 ) -> None:
     """Off-policy evaluation: estimate one logged policy's CTR from another policy's logs.
 
@@ -379,6 +400,7 @@ def ope(
     try:
         check_output(json_path, "--json")
         check_output(markdown_path, "--markdown")
+        check_output(html_path, "--html")
     except typer.BadParameter as e:
         fail(e)
     if log is not None:
@@ -393,7 +415,8 @@ def ope(
             fail(e)
         return ope_from_log(log, str(policy), artifact=artifact, policy_params=policy_params,
                             estimators=estimators, n_bootstrap=n_bootstrap, seed=seed,
-                            json_path=json_path, markdown_path=markdown_path)
+                            json_path=json_path, markdown_path=markdown_path,
+                            html_path=html_path)
     from explorec._io import atomic_write_json, atomic_write_text
     from explorec.evaluate.obd import evaluate_obd
     from explorec.evaluate.ope import ESTIMATORS
@@ -437,6 +460,7 @@ def ope(
     if markdown_path:
         atomic_write_text(markdown_path, md)
         console.print(f"wrote {markdown_path}")
+    write_html_option(report, html_path, source=str(json_path or "explorec ope"))
 
 
 def _ope_markdown(reports: list[dict[str, Any]]) -> str:
@@ -536,6 +560,10 @@ _register_service(app)
 from explorec.cli.interests import register as _register_interests  # noqa: E402
 
 _register_interests(app)
+
+from explorec.cli.report import register as _register_report  # noqa: E402
+
+_register_report(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

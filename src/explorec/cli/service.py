@@ -191,7 +191,7 @@ def retrain(
 
 def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: dict[str, Any],
                  estimators: str, n_bootstrap: int, seed: int, json_path: Path | None,
-                 markdown_path: Path | None) -> None:
+                 markdown_path: Path | None, html_path: Path | None = None) -> None:
     """``explorec ope --log STORE --policy NAME``: evaluate a policy on the service's log."""
     from rich.table import Table
 
@@ -242,6 +242,9 @@ def ope_from_log(log: str, policy: str, *, artifact: str | None, policy_params: 
                   for e in report["estimates"]]
         atomic_write_text(markdown_path, "\n".join(lines) + "\n")
         console.print(f"wrote {markdown_path}")
+    from explorec.cli.report import write_html_option
+
+    write_html_option(report, html_path, source=str(json_path or "explorec ope --log"))
 
 
 def _existing_store(url: str, flag: str) -> None:

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from explorec.cli.common import DataInputs, data_command
+from explorec.cli.report import HtmlOpt, write_html_option
 
 SIMULATE_HELP = """Run bandit policies against a simulator built from real ratings.
 
@@ -53,6 +54,7 @@ def simulate_command(
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write curves as PNG.")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown table.")
                              ] = None,
+    html_path: HtmlOpt = None,
     list_policies: Annotated[bool, typer.Option("--list", help="List the policies and exit.")] = False,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Run the policy x seed runs on Dask: 'processes' (a LocalCluster, one "
@@ -109,7 +111,7 @@ def simulate_command(
 
             create_policy(n, **params.get(n, {}))
         for flag, path in (("--json", json_path), ("--plot", plot_path),
-                           ("--markdown", markdown_path)):
+                           ("--markdown", markdown_path), ("--html", html_path)):
             check_output(path, flag)
         from explorec.scale import check_scheduler
 
@@ -159,14 +161,23 @@ def simulate_command(
             "dynamics": dynamics,
             "dynamics_params": None if dyn_params is None else dyn_params.__dict__,
             "command": command, "environment": environment()}
+    report = {**meta, "summary": rows, "results": [r.to_dict() for r in results]}
     if json_path:
-        atomic_write_json(json_path, {**meta, "summary": rows,
-                                      "results": [r.to_dict() for r in results]})
+        atomic_write_json(json_path, report)
         console.print(f"wrote {json_path}")
     if markdown_path:
+        from explorec.evaluate.significance import noise_lines
+
+        clicks: dict[str, list[float]] = {}
+        for r in sorted(results, key=lambda r: r.seed):
+            clicks.setdefault(r.policy, []).append(float(r.cumulative_reward))
+        noise = noise_lines(clicks, what="cumulative clicks", digits=1)
         text = (f"# Simulation: {dataset}, {rounds:,} rounds, slate {slate_size}, base model {base}\n\n"
                 f"Seeds {seed}..{seed + seeds - 1}; mean ± std over seeds. Command: `{command}`\n\n"
                 + markdown_table(rows) + "\n\n"
+                + ("Differences against the best policy, seed by seed (paired t-test over "
+                   "seeds; within noise: p >= 0.05):\n\n" + "\n".join(noise) + "\n\n"
+                   if noise else "")
                 + f"## Value of exploration ({dynamics} users)\n\n"
                 + markdown_table(rows, EXPLORATION_FIELDS) + "\n")
         atomic_write_text(markdown_path, text)
@@ -174,6 +185,7 @@ def simulate_command(
     if plot_path:
         plot_curves(results, plot_path)
         console.print(f"wrote {plot_path}")
+    write_html_option(report, html_path, source=str(json_path or "explorec simulate"))
 
 
 def _run(data: DataInputs, names: list[str], rounds: int, slate_size: int, seeds: list[int],

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from explorec.cli.common import DataInputs, console, data_command, out
+from explorec.cli.report import HtmlOpt, write_html_option
 from explorec.errors import ExploRecError
 
 
@@ -41,6 +42,7 @@ def tune(
         "this process, the number of workers with --scheduler). The trials proposed depend on "
         "it, not on --scheduler: the same --batch gives the same result with or without one.")
     ] = None,
+    html_path: HtmlOpt = None,
 ) -> None:
     """Tune a model on validation NDCG@10 (seeded TPE; trial 0 is the current defaults)."""
     from explorec import scale
@@ -59,6 +61,7 @@ def tune(
         fixed = model_params_from_flags(param, model)
         validate_params(model, model_class(model), fixed)
         check_output(json_path, "--json")
+        check_output(html_path, "--html")
         scale.check_scheduler(scheduler)
         split_name = split or default_split_for(model)
         ds = data.load()
@@ -88,6 +91,7 @@ def tune(
     if target is not None:
         atomic_write_json(target, result)
         console.print(f"wrote {target}")
+    write_html_option(result, html_path, source=str(target or "explorec tune"))
 
 
 def register(app: typer.Typer) -> None:
