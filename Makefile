@@ -39,7 +39,11 @@ quickstart: $(STAMP)
 		--slate-size 5 --seeds 1 --seed 2020 --json reports/quickstart/simulation.json \
 		--markdown reports/quickstart/simulation.md --plot reports/quickstart/simulation.png
 	$(BIN)/explorec train --dataset ml-100k --model ease --policy lints --output reports/quickstart/artifact
+	$(BIN)/explorec report reports/quickstart/leaderboard.json reports/quickstart/cold_items.json \
+		reports/quickstart/ope_obd.json reports/quickstart/simulation.json \
+		--title "explorec quickstart" --output reports/quickstart/report.html
 	@echo "Reports in reports/quickstart/: leaderboard.md (warm; hybrid = SLIM blended with iALS, the best model), cold_items.md (new items, text only; pop and ease show what no information scores), ope_obd.md (off-policy evaluation), simulation.md (exploration policies)"
+	@echo "All four in one page (charts, confidence intervals, significance; opens offline): reports/quickstart/report.html"
 	@READ=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))'); \
 	WRITE=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))'); \
 	echo "Serve the quickstart artifact (EASE + linear Thompson sampling on MiniLM item vectors) with its dashboard on 127.0.0.1:"; \
