@@ -434,7 +434,7 @@ def test_retrain_ope_and_hot_swap_without_dropping_requests(server, artifact, wo
     assert res.exit_code == 0, res.output
     ope = json.loads((work / "ope.json").read_text())
     assert ope["rows"] > 50 and ope["logging_policy"] == "linucb"
-    assert {e["estimator"] for e in ope["estimates"]} == {"replay", "ipw", "snipw"}
+    assert {e["estimator"] for e in ope["estimates"]} == {"replay", "ipw", "snipw", "dr"}
     assert all(np.isfinite(e["estimate"]) for e in ope["estimates"])
     new_art = work / "retrained"
     res = runner.invoke(app, ["retrain", "--from-log", store, "--output", str(new_art)])
