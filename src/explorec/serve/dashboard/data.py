@@ -12,6 +12,7 @@ import bisect
 import math
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,6 +255,25 @@ def find_users(service: Any, q: str, limit: int = SEARCH_LIMIT) -> list[dict[str
     return [{"user": u, "source": out[u]} for u in sorted(out)[:limit]]
 
 
+def preview_slate(eng: Any, history: tuple[list[str], int], user_id: str, k: int) -> Any:
+    """The slate the live policy would serve now, computed like a rank and explained, but
+    never logged: the policy draws from its own generator seeded by the user id (the live
+    one is left as it was, so viewing does not shift what the service serves), and the
+    slate leaves no trace in the engine's cache of served slates."""
+    with eng.lock:  # re-entrant: compute_rank takes it too; held for one in-memory rank
+        pol = eng.policy
+        saved = getattr(pol, "rng", None)
+        if saved is not None:
+            pol.rng = np.random.default_rng(zlib.crc32(user_id.encode("utf-8")))
+        try:
+            result, event = eng.compute_rank(history, user_id, k, explain=True)
+        finally:
+            if saved is not None:
+                pol.rng = saved
+        eng._served.pop(event.event_id, None)
+    return result
+
+
 def user(service: Any, user_id: str, k: int = SLATE_K) -> dict[str, Any]:
     eng, store = service.engine, service.store
     texts: dict[str, str] = {}
@@ -265,9 +285,8 @@ def user(service: Any, user_id: str, k: int = SLATE_K) -> dict[str, Any]:
     logged = store.user_interactions(user_id, HISTORY_LIMIT)
     history = [{"item": r.item, "text": _item_text(eng, store, r.item, texts), "kind": r.kind,
                 "value": r.value, "ts": r.ts, "time": iso(r.ts)} for r in logged]
-    # the slate the policy would serve now: computed like a rank, explained, never logged
     h = eng.read_for_rank(user_id)
-    result, _ = eng.compute_rank(h, user_id, k, explain=True)
+    result = preview_slate(eng, h, user_id, k)
     slate = [{"position": n, "item": it.item, "text": _item_text(eng, store, it.item, texts),
               "score": it.score, "propensity": it.propensity, "explored": it.propensity < 1.0,
               "because": [{**b, "text": _item_text(eng, store, b["item"], texts)} for b in it.explanation]}
