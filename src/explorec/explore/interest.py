@@ -80,8 +80,8 @@ class InterestTSPolicy(BasePolicy):
     needs_item_text = True
     catalog_state = frozenset({"labels"})
 
-    def __init__(self, budget: float = 0.2, *, boredom: float = 0.0, max_budget: float = 0.6,
-                 prior_strength: float = 10.0, cluster_strength: float = 20.0, max_lift: float = 4.0,
+    def __init__(self, budget: float = 0.15, *, boredom: float = 0.0, max_budget: float = 0.6,
+                 prior_strength: float = 50.0, cluster_strength: float = 20.0, max_lift: float = 4.0,
                  exploit: str = "lints", scale: float = 0.3, dim: int = 16, n_context: int = 0,
                  base_weight: float = 0.02, n_clusters: int | None = None,
                  explore_slots: str = "last", n_draws: int = 32, seed: int = DEFAULT_SEED) -> None:

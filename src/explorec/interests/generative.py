@@ -43,6 +43,9 @@ from explorec.interests.novelty import Transitions
 from explorec.interests.taxonomy import DEFAULT_SEED, InterestTaxonomy
 
 HEADER = "Interests a user explored, oldest first:\n"
+#: the weights of the model's (calibrated) reading tried on a held-out tenth of the training
+#: transitions (0: the popularity of new interests alone)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 ASK = "Next new interest:"
 
 
@@ -126,7 +129,7 @@ class GenerativeLM:
         self.model_.eval()
         self.novel_counts_ = np.bincount(train.target, minlength=train.n_clusters).astype(np.float64)
         say(f"distilling into a {taxonomy.n_fine} x {taxonomy.n_fine} table")
-        self.table_ = self.distill()
+        self.table_ = self.distill(train)
         return self
 
     def _target_ids(self) -> list[list[int]]:
@@ -187,13 +190,31 @@ class GenerativeLM:
             total = (tok_lp.cpu() * valid).sum(dim=1)
         return total.numpy().astype(np.float64)
 
-    def distill(self) -> np.ndarray:
+    def distill(self, train: Transitions | None = None) -> np.ndarray:
         """(K, K) table: row ``a`` is the model's distribution over the next novel interest
-        given ``a`` alone, ``a`` itself excluded (see :func:`calibrated_table`)."""
+        given ``a`` alone, ``a`` itself excluded (see :func:`calibrated_table`). With
+        ``calibrate`` and ``train``, the weight of the model's reading is the one of
+        ``WEIGHTS`` with the best Hit@5 on a seeded tenth of ``train`` (whose own targets are
+        then left out of the popularity counts)."""
         k = len(self._targets)
         lp = np.vstack([self.interest_logprobs([a]) for a in range(k)] + [self.interest_logprobs([])])
         self.logprobs_ = lp
-        return calibrated_table(lp[:k], lp[k], self.novel_counts_, self.calibrate, self.smoothing)
+        self.weight_ = 1.0
+        if self.calibrate and train is not None and len(train) >= 20:
+            from explorec.interests.novelty import novelty_metrics
+
+            rng = np.random.default_rng(self.seed + 1)
+            val = np.zeros(len(train), bool)
+            val[rng.choice(len(train), max(len(train) // 10, 1), replace=False)] = True
+            held = train.subset(val)
+            counts = np.bincount(train.target[~val], minlength=k).astype(np.float64)
+            self.weight_scores_ = {}
+            for w in WEIGHTS:
+                self.table_ = calibrated_table(lp[:k], lp[k], counts, True, self.smoothing, weight=w)
+                self.weight_scores_[w] = novelty_metrics(self.scores(held), held, 5, self.seed)["hit@5"]
+            self.weight_ = max(WEIGHTS, key=lambda w: (self.weight_scores_[w], w))
+        return calibrated_table(lp[:k], lp[k], self.novel_counts_, self.calibrate, self.smoothing,
+                                weight=self.weight_)
 
     # ------------------------------------------------------------------ serving form
     def scores(self, batch: Transitions) -> np.ndarray:
@@ -233,7 +254,7 @@ def _cache_argument(model: Any) -> str:
 
 
 def calibrated_table(logprobs: np.ndarray, empty: np.ndarray, novel_counts: np.ndarray, calibrate: bool,
-                     smoothing: float) -> np.ndarray:
+                     smoothing: float, weight: float = 1.0) -> np.ndarray:
     """Row-normalised (K, K) table from the LM's log-probabilities of each interest's
     description after the one-interest prompts (``logprobs[a, b]``) and after the prompt with
     no interest (``empty[b]``).
@@ -242,14 +263,15 @@ def calibrated_table(logprobs: np.ndarray, empty: np.ndarray, novel_counts: np.n
     share of training transitions whose new interest was ``b``: the model contributes how much
     ``a`` raises ``b`` over its own context-free reading (which cancels what the descriptions'
     lengths and wording do to their probabilities: contextual calibration, Zhao et al. 2021),
-    the training data contribute how often ``b`` is new to anyone. Without it, the raw
-    ``P(b | a)``. ``smoothing`` of each row is spread uniformly; the diagonal is 0.
+    raised to the power ``weight``, the training data contribute how often ``b`` is new to
+    anyone. Without it, the raw ``P(b | a)``. ``smoothing`` of each row is spread uniformly;
+    the diagonal is 0.
     """
     k = logprobs.shape[0]
     z = np.array(logprobs, dtype=np.float64)
     if calibrate:
         prior = np.log((np.asarray(novel_counts, np.float64) + 1.0) / (np.sum(novel_counts) + k))
-        z = z - np.asarray(empty, np.float64)[None, :] + prior[None, :]
+        z = weight * (z - np.asarray(empty, np.float64)[None, :]) + prior[None, :]
     np.fill_diagonal(z, -np.inf)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
@@ -263,6 +285,7 @@ def lora_summary(model: GenerativeLM) -> dict[str, Any]:
     t = model.table_
     ent = -(t * np.log(np.where(t > 0, t, 1.0))).sum(axis=1).mean()
     return {"trainable_parameters": model.n_parameters, "steps": model.steps,
+            "lm_weight": model.weight_, "lm_weight_validation_hit@5": getattr(model, "weight_scores_", {}),
             "first_loss": model.losses_[0] if model.losses_ else math.nan,
             "last_loss": model.losses_[-1] if model.losses_ else math.nan,
             "table_mean_entropy": float(ent), "uniform_entropy": float(np.log(max(t.shape[0] - 1, 1)))}

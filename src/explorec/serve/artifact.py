@@ -276,6 +276,8 @@ def build_artifact(output: str | Path, *, interactions: Interactions, catalog: I
                                                      encoder, {}, None)
     if progress:
         progress(f"prepare policy {policy}")
+    if hasattr(pol, "set_interests"):  # the novel-interest prior from the data's time order
+        pol.set_interests(interactions=interactions)
     pol.prepare(m, n_items=len(items), item_vectors=vectors)
     state = pol.get_state()
     output = Path(output)
