@@ -69,7 +69,12 @@ def novelty(ds: Any, seeds: list[int], encoder: str, lm_seeds: list[int], lm_ste
         vecs = encode_items(ds.interactions.items, ds.catalog, get_encoder(encoder))  # cached
         rows = evaluate_predictors(tr, tax, seed=seed, item_vectors=vecs)
         if seed in lm_seeds:
-            from explorec.interests.generative import GenerativeLM, lora_summary
+            from explorec.interests.generative import (
+                GenerativeLM,
+                calibrated_table,
+                lora_summary,
+                table_scores,
+            )
             from explorec.interests.novelty import novelty_metrics
 
             t1 = time.perf_counter()
@@ -78,6 +83,13 @@ def novelty(ds: Any, seeds: list[int], encoder: str, lm_seeds: list[int], lm_ste
             lm.fit(train, tax)
             rows.append({"predictor": "generative-lm", **novelty_metrics(lm.scores(test), test, 5, seed),
                          "seconds": round(time.perf_counter() - t1, 1), **lora_summary(lm)})
+            # the model's own reading, whatever the weight validation chose: raw constrained
+            # probabilities, and calibrated at weight 1
+            k = tax.n_fine
+            for label, cal in (("generative-lm (raw)", False), ("generative-lm (calibrated, weight 1)", True)):
+                table = calibrated_table(lm.logprobs_[:k], lm.logprobs_[k], lm.novel_counts_, cal, lm.smoothing)
+                rows.append({"predictor": label,
+                             **novelty_metrics(table_scores(table, test, lm.decay), test, 5, seed)})
         per_seed.append({"seed": seed, "n_fine": tax.n_fine, "n_coarse": tax.n_coarse,
                          "selection": tax.selection, "train": int((~tr.test).sum()),
                          "test": int(tr.test.sum()), "seconds": round(time.perf_counter() - t0, 1),

@@ -68,10 +68,44 @@ def test_constrained_decoding_scores_each_description_exactly_once(fitted):
     assert lp[2] == pytest.approx(direct, abs=1e-3)
 
 
-def test_the_same_seed_gives_the_same_table(fitted, slice_):
+def trainable(lm: GenerativeLM) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in lm.model_.named_parameters() if v.requires_grad}
+
+
+def test_the_same_seed_gives_the_same_table(fitted, slice_, monkeypatch):
+    """Training is seeded: the same seed gives the same LoRA weights (and loss) after the
+    step, and distillation is a deterministic function of the weights, so the same table."""
     tax, train, _ = slice_
+    monkeypatch.setattr(GenerativeLM, "distill", lambda self, train=None: np.zeros((1, 1)))
     again = GenerativeLM(steps=1, batch_size=2, max_train=8, seed=3).fit(train, tax)
-    np.testing.assert_allclose(again.table_, fitted.table_, rtol=1e-5, atol=1e-7)
+    assert again.losses_ == fitted.losses_
+    a, b = trainable(again), trainable(fitted)
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    other = GenerativeLM(steps=1, batch_size=2, max_train=8, seed=4).fit(train, tax)
+    assert any(not bool((trainable(other)[k] == b[k]).all()) for k in b)
+    monkeypatch.undo()
+    np.testing.assert_allclose(fitted.distill(train), fitted.table_)
+
+
+def test_the_constrained_objective_trains_through_the_shared_cache(slice_):
+    """objective="constrained": the loss is the target's cross-entropy among the taxonomy's
+    descriptions, back-propagated through the prompt cache that the candidates share."""
+    tax, train, _ = slice_
+    before = None
+
+    def distill(self, train=None):  # the table is checked on the main fixture
+        nonlocal before
+        return np.zeros((1, 1))
+
+    lm = GenerativeLM(steps=1, batch_size=1, max_train=4, objective="constrained", seed=3)
+    import unittest.mock
+
+    with unittest.mock.patch.object(GenerativeLM, "distill", distill):
+        lm.fit(train, tax)
+    assert len(lm.losses_) == 1 and 0 < lm.losses_[0] < 50
+    assert any(float(v.abs().sum()) > 0 for k, v in trainable(lm).items() if "lora_B" in k)  # it moved
+    with pytest.raises(ExploRecError, match="objective"):
+        GenerativeLM(objective="nope")
 
 
 def test_calibration_divides_out_the_context_free_reading():

@@ -263,8 +263,10 @@ class InterestTSPolicy(BasePolicy):
 
     def _engaged(self, history: sp.csr_matrix) -> np.ndarray:
         """(B, K) counts of each user's history items per interest."""
-        h = history[:, : self._onehot.shape[0]] if history.shape[1] > self._onehot.shape[0] else history
-        return np.asarray((h @ self._onehot[: h.shape[1]]).todense())
+        if history.shape[1] != self._onehot.shape[0]:
+            raise ExploRecError(f"history has {history.shape[1]} item columns, the policy knows "
+                                f"{self._onehot.shape[0]} items")
+        return np.asarray((history @ self._onehot).todense())
 
     # ------------------------------------------------------------------ ranking
     def _exploit_draws(self, requests: Requests, base: np.ndarray, width: int

@@ -14,7 +14,12 @@ SmolLM2-135M-Instruct (:mod:`explorec.encoders.smollm`, fetched and verified), f
 LoRA (``peft``; rank ``lora_rank`` on the attention query and value projections, AdamW,
 ``steps`` steps of ``batch_size`` prompts drawn seeded from the training transitions, each
 prompt keeping a random 1..``window`` of its most recent interests so that one-interest
-prompts are in its training distribution), the loss on the target tokens only.
+prompts are in its training distribution), the loss on the target tokens only
+(``objective="sft"``, Wang et al.'s). ``objective="constrained"`` instead maximises the
+target's probability among the taxonomy's descriptions (the softmax of the constrained scores
+below): a sequence-level loss that matches how the model is read, but it runs every
+description through the model for each prompt (about a minute per prompt on 2 CPU cores,
+fine on a GPU).
 
 Decoding is constrained to the taxonomy exactly: instead of sampling text, every interest's
 description (plus the line break that ends it) is scored by its log-probability after the
@@ -56,9 +61,9 @@ class GenerativeLM:
 
     def __init__(self, steps: int = 60, batch_size: int = 8, lr: float = 1e-3, lora_rank: int = 8,
                  window: int = 3, n_words: int = 3, decay: float = 0.7, smoothing: float = 1e-3,
-                 calibrate: bool = True, max_train: int | None = None, model_path: Any = None,
-                 device: str | None = None, progress: Callable[[str], None] | None = None,
-                 seed: int = DEFAULT_SEED) -> None:
+                 calibrate: bool = True, objective: str = "sft", max_train: int | None = None,
+                 model_path: Any = None, device: str | None = None,
+                 progress: Callable[[str], None] | None = None, seed: int = DEFAULT_SEED) -> None:
         self.steps = steps
         self.batch_size = batch_size
         self.lr = lr
@@ -68,6 +73,9 @@ class GenerativeLM:
         self.decay = decay
         self.smoothing = smoothing
         self.calibrate = calibrate
+        if objective not in ("constrained", "sft"):
+            raise ExploRecError(f"objective must be 'constrained' or 'sft', got {objective!r}")
+        self.objective = objective
         self.max_train = max_train
         self.model_path = model_path
         self.device = device
@@ -118,12 +126,21 @@ class GenerativeLM:
         self.losses_: list[float] = []
         for step in range(self.steps):  # (steps=0: the model as released, zero-shot)
             rows = rng.choice(pool, min(self.batch_size, len(pool)), replace=False)
-            ids, labels, mask = self._batch(train, rows, rng)
-            out = self.model_(input_ids=ids, attention_mask=mask, labels=labels)
-            out.loss.backward()
+            if self.objective == "sft":
+                ids, labels, mask = self._batch(train, rows, rng)
+                out = self.model_(input_ids=ids, attention_mask=mask, labels=labels)
+                out.loss.backward()
+                loss = float(out.loss.detach())
+            else:  # cross-entropy of the target among the taxonomy's descriptions
+                loss = 0.0
+                for t in rows:
+                    lp = self._constrained(self._recent(train, int(t), rng))
+                    one = -(lp[int(train.target[t])] - torch.logsumexp(lp, dim=0)) / len(rows)
+                    one.backward()
+                    loss += float(one.detach())
             opt.step()
             opt.zero_grad()
-            self.losses_.append(float(out.loss.detach().cpu()))
+            self.losses_.append(float(loss))
             if step % 10 == 0 or step == self.steps - 1:
                 say(f"LoRA step {step + 1}/{self.steps}: loss {self.losses_[-1]:.3f}")
         self.model_.eval()
@@ -140,14 +157,20 @@ class GenerativeLM:
     def _prompt_ids(self, recent: list[int]) -> list[int]:
         return self.tokenizer_(self.prompt(recent), add_special_tokens=False)["input_ids"]
 
+    def _recent(self, train: Transitions, t: int, rng: np.random.Generator) -> list[int]:
+        """The prompt's interests for transition ``t``: its most recent 1..``window``, the
+        count drawn uniformly (so one-interest prompts, what distillation asks, are in the
+        training distribution)."""
+        recent = [int(c) for c in train.recent[t] if c >= 0][-self.window:]
+        keep = int(rng.integers(1, len(recent) + 1)) if recent else 0
+        return recent[len(recent) - keep:]
+
     def _batch(self, train: Transitions, rows: np.ndarray, rng: np.random.Generator) -> tuple[Any, Any, Any]:
         import torch
 
         seqs, labs = [], []
         for t in rows:
-            recent = [int(c) for c in train.recent[t] if c >= 0][-self.window:]
-            keep = int(rng.integers(1, len(recent) + 1)) if recent else 0
-            p = self._prompt_ids(recent[len(recent) - keep:])
+            p = self._prompt_ids(self._recent(train, int(t), rng))
             y = self._targets[int(train.target[t])]
             seqs.append(p + y)
             labs.append([-100] * len(p) + y)
@@ -168,27 +191,40 @@ class GenerativeLM:
         ``recent`` interests (constrained decoding over the whole taxonomy, exactly)."""
         import torch
 
-        k = len(self._targets)
-        lengths = torch.tensor([len(t) for t in self._targets])
-        n = int(lengths.max())
-        cand = torch.zeros((k, n), dtype=torch.long)
-        for i, t in enumerate(self._targets):
-            cand[i, : len(t)] = torch.tensor(t)
-        prompt = torch.tensor([self._prompt_ids(recent)], device=self.device_)
         with torch.no_grad():
-            out = self.model_(input_ids=prompt, use_cache=True)
-            cache = _cache_of(out)
-            cache.batch_repeat_interleave(k)
-            p = prompt.shape[1]
-            mask = torch.ones((k, p + n), dtype=torch.long, device=self.device_)
-            nxt = self.model_(input_ids=cand.to(self.device_), attention_mask=mask, use_cache=False,
-                              **{_cache_argument(self.model_): cache})
-            logits = torch.cat([out.logits[:, -1:, :].expand(k, 1, -1), nxt.logits[:, :-1, :]], dim=1)
-            lp = torch.log_softmax(logits.float(), dim=-1)
-            tok_lp = lp.gather(2, cand.to(self.device_)[:, :, None])[:, :, 0]
-            valid = torch.arange(n)[None, :] < lengths[:, None]
-            total = (tok_lp.cpu() * valid).sum(dim=1)
-        return total.numpy().astype(np.float64)
+            return self._constrained(recent).cpu().numpy().astype(np.float64)
+
+    def _candidates(self) -> tuple[Any, Any]:
+        """(token ids (K, n) of every description, right-padded; lengths (K,))."""
+        import torch
+
+        if getattr(self, "_cand", None) is None:
+            lengths = torch.tensor([len(t) for t in self._targets])
+            cand = torch.zeros((len(self._targets), int(lengths.max())), dtype=torch.long)
+            for i, t in enumerate(self._targets):
+                cand[i, : len(t)] = torch.tensor(t)
+            self._cand = (cand.to(self.device_), lengths.to(self.device_))
+        return self._cand
+
+    def _constrained(self, recent: list[int]) -> Any:
+        """(K,) torch log-probabilities of the descriptions after the prompt (differentiable
+        when gradients are on): the prompt runs once, its key/value cache is repeated for the
+        K candidates, which run in one batch."""
+        import torch
+
+        cand, lengths = self._candidates()
+        k, n = cand.shape
+        prompt = torch.tensor([self._prompt_ids(recent)], device=self.device_)
+        out = self.model_(input_ids=prompt, use_cache=True)
+        cache = _cache_of(out)
+        cache.batch_repeat_interleave(k)
+        mask = torch.ones((k, prompt.shape[1] + n), dtype=torch.long, device=self.device_)
+        nxt = self.model_(input_ids=cand, attention_mask=mask, use_cache=False,
+                          **{_cache_argument(self.model_): cache})
+        logits = torch.cat([out.logits[:, -1:, :].expand(k, 1, -1), nxt.logits[:, :-1, :]], dim=1)
+        tok_lp = torch.log_softmax(logits.float(), dim=-1).gather(2, cand[:, :, None])[:, :, 0]
+        valid = torch.arange(n, device=self.device_)[None, :] < lengths[:, None]
+        return (tok_lp * valid).sum(dim=1)
 
     def distill(self, train: Transitions | None = None) -> np.ndarray:
         """(K, K) table: row ``a`` is the model's distribution over the next novel interest
@@ -210,19 +246,18 @@ class GenerativeLM:
             counts = np.bincount(train.target[~val], minlength=k).astype(np.float64)
             self.weight_scores_ = {}
             for w in WEIGHTS:
-                self.table_ = calibrated_table(lp[:k], lp[k], counts, True, self.smoothing, weight=w)
-                self.weight_scores_[w] = novelty_metrics(self.scores(held), held, 5, self.seed)["hit@5"]
-            self.weight_ = max(WEIGHTS, key=lambda w: (self.weight_scores_[w], w))
+                table = calibrated_table(lp[:k], lp[k], counts, True, self.smoothing, weight=w)
+                self.weight_scores_[w] = novelty_metrics(table_scores(table, held, self.decay), held, 5,
+                                                         self.seed)["hit@5"]
+            # ties go to the weight nearest 1 (the model's calibrated reading as it is)
+            self.weight_ = max(WEIGHTS, key=lambda w: (self.weight_scores_[w], -abs(w - 1.0)))
         return calibrated_table(lp[:k], lp[k], self.novel_counts_, self.calibrate, self.smoothing,
                                 weight=self.weight_)
 
     # ------------------------------------------------------------------ serving form
     def scores(self, batch: Transitions) -> np.ndarray:
         """Recency-weighted sum of the distilled rows of the recent interests (no LM runs)."""
-        w = batch.recency_weights(self.decay)
-        rows = np.where(batch.recent >= 0, batch.recent, 0)
-        s = np.einsum("tw,twk->tk", w, self.table_[rows])
-        return np.log(np.maximum(s, 1e-300))
+        return table_scores(self.table_, batch, self.decay)
 
     def lm_scores(self, batch: Transitions) -> np.ndarray:
         """(T, K) the fine-tuned model's own log-probabilities on each transition's full
@@ -237,6 +272,14 @@ class GenerativeLM:
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model_.parameters() if p.requires_grad)
+
+
+def table_scores(table: np.ndarray, batch: Transitions, decay: float = 0.7) -> np.ndarray:
+    """(T, K) log of the recency-weighted sum of ``table``'s rows of each transition's recent
+    interests: how a transition table is read at serving time."""
+    w = batch.recency_weights(decay)
+    rows = np.where(batch.recent >= 0, batch.recent, 0)
+    return np.log(np.maximum(np.einsum("tw,twk->tk", w, table[rows]), 1e-300))
 
 
 def _cache_of(out: Any) -> Any:
