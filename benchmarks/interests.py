@@ -86,8 +86,10 @@ def novelty(ds: Any, seeds: list[int], encoder: str, lm_seeds: list[int], lm_ste
             # the model's own reading, whatever the weight validation chose: raw constrained
             # probabilities, and calibrated at weight 1
             k = tax.n_fine
-            for label, cal in (("generative-lm (raw)", False), ("generative-lm (calibrated, weight 1)", True)):
-                table = calibrated_table(lm.logprobs_[:k], lm.logprobs_[k], lm.novel_counts_, cal, lm.smoothing)
+            for label, cal in (("generative-lm (raw)", False),
+                               ("generative-lm (calibrated, weight 1)", True)):
+                table = calibrated_table(lm.logprobs_[:k], lm.logprobs_[k], lm.novel_counts_, cal,
+                                         lm.smoothing)
                 rows.append({"predictor": label,
                              **novelty_metrics(table_scores(table, test, lm.decay), test, 5, seed)})
         per_seed.append({"seed": seed, "n_fine": tax.n_fine, "n_coarse": tax.n_coarse,
