@@ -262,7 +262,7 @@ def main() -> int:
     skip = {s for s in args.skip.split(",") if s}
     lm_seeds = [] if "lm" in skip else ([int(s) for s in args.lm_seeds.split(",")] if args.lm_seeds
                                         else seeds[:1])
-    console = Console()
+    console = Console(width=200)
     ds = load_dataset("ml-100k")
     env = environment()
     goals: list[dict[str, Any]] = []
