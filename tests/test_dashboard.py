@@ -147,6 +147,14 @@ def test_json_endpoints_equal_the_store_counts(served):
         assert all(0 < it["propensity"] <= 1 for it in u["slate"]["items"])
         assert any(it["because"] for it in u["slate"]["items"])  # explained by the user's history
         assert [h["kind"] for h in u["history"]][-1] == "click"
+        # the interests the user reached: every logged item's interest is among them, each
+        # first reached no later than the user's first interaction with one of its items
+        it = u["interests"]
+        assert it["n_interests"] >= 2 and it["discovered"]
+        assert len(it["timeline"]["t"]) == len(u["history"])
+        assert it["timeline"]["count"] == sorted(it["timeline"]["count"])
+        assert it["timeline"]["count"][-1] == len(it["discovered"])
+        assert sum(d["items"] for d in it["discovered"]) == len(u["history"]) + u["training_items"]
         again = c.get("/dashboard/api/users", params={"user": exp["users"][0]}).json()
         # the preview draws from a generator seeded by the user: the same slate while nothing changed
         assert [i["item"] for i in again["slate"]["items"]] == [i["item"] for i in u["slate"]["items"]]
@@ -166,10 +174,9 @@ def test_json_endpoints_equal_the_store_counts(served):
 
 
 # ------------------------------------------------------------------ keys
+@pytest.mark.parametrize("served", ["sqlite"], indirect=True)  # keys do not depend on the store
 def test_keys_cookie_and_logs(served):
     kind, srv, _, exp = served
-    if kind != "sqlite":
-        pytest.skip("the key handling does not depend on the store")
     start = len(srv.log())
     user = exp["users"][1]
     with httpx.Client(base_url=srv.url, timeout=60) as c:
@@ -308,16 +315,15 @@ def _screenshot(driver, name: str) -> None:
         im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+@pytest.mark.parametrize("served", ["sqlite"], indirect=True)  # one store (the JSON test covers both)
 def test_every_page_renders_its_charts_in_chromium(browser_server):
     kind, srv, exp = browser_server
-    if kind != "sqlite":
-        pytest.skip("one real store for the browser test (the JSON test covers both)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     item = max(exp["clicks"], key=lambda i: (exp["clicks"][i], i))
     pages = [("overview", "/dashboard?window=24h", 4), ("policies", "/dashboard/policies", 1),
-             ("users", f"/dashboard/users?user={exp['users'][0]}", 2),
+             ("users", f"/dashboard/users?user={exp['users'][0]}", 3),
              ("items", f"/dashboard/items?item={item}&window=24h", 2)]
     tmp = Path(tempfile.mkdtemp(prefix="explorec-chromium-"))
     driver = _driver(tmp)

@@ -211,6 +211,11 @@ class InterestTSPolicy(BasePolicy):
         if self.cluster_shows_.shape != (k,):
             self._reset_counts(k)
 
+    def interest_labels(self) -> np.ndarray:
+        """(n_items,) the interest of every item (a copy): what the policy explores over."""
+        self._ensure_interests()
+        return self.labels_.copy()
+
     @property
     def n_interests(self) -> int:
         self._ensure_interests()

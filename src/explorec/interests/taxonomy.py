@@ -185,7 +185,7 @@ def _choose(x: np.ndarray, ks: Sequence[int], seed: int, weights: np.ndarray | N
     return int(best), scores
 
 
-def _keywords(texts: Sequence[str], labels: np.ndarray, k: int, top: int) -> list[list[str]]:
+def cluster_keywords(texts: Sequence[str], labels: np.ndarray, k: int, top: int = 6) -> list[list[str]]:
     """Class-based TF-IDF (as BERTopic's c-TF-IDF): a word's weight in a cluster is the share
     of the cluster's items that use it times ``log(1 + mean items per cluster / items using it
     anywhere)``: words common in the cluster and rare elsewhere. Words of one item only are
@@ -336,9 +336,9 @@ def build_taxonomy(item_ids: Sequence[str], item_vectors: np.ndarray, texts: Seq
     texts = [str(t) for t in texts]
     titles = [str(t) for t in (titles if titles is not None else texts)]
     say("describing the interests")
-    fine_kw = _keywords(texts, fine, k_f, n_keywords)
+    fine_kw = cluster_keywords(texts, fine, k_f, n_keywords)
     k_c = int(coarse_of_fine.max()) + 1
-    coarse_kw = _keywords(texts, coarse_of_fine[fine], k_c, n_keywords)
+    coarse_kw = cluster_keywords(texts, coarse_of_fine[fine], k_c, n_keywords)
     sims = np.einsum("ij,ij->i", vecs, cent[fine])
     fine_titles = []
     for c in range(k_f):

@@ -193,6 +193,15 @@ class Engine:
             self._ids_arr = arr
         return arr
 
+    def training_items(self, user: str) -> list[str]:
+        """The external ids of a training user's items in the model's training data ([] for
+        users the model was not trained on)."""
+        u = self.users.get(user, -1)
+        if u < 0:
+            return []
+        row = self._train.indices[self._train.indptr[u]:self._train.indptr[u + 1]]
+        return [self.ids[int(i)] for i in row]
+
     def n_live_items(self) -> int:
         return int(self.n_items - self.deleted.sum())
 

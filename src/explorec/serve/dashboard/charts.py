@@ -166,3 +166,13 @@ def first_clicks(i: dict[str, Any]) -> Figure | None:
          "y": [minutes(r["seconds_to_first_click"]) for r in rows], "marker": {"color": _GREEN}},
     ], "layout": _layout("New items: minutes from added to first impression and first click",
                          barmode="group", xaxis={"type": "category", "automargin": True})}
+
+
+def user_interests(u: dict[str, Any]) -> Figure | None:
+    """The number of distinct interests the user has reached, over their logged history."""
+    tl = u.get("interests", {}).get("timeline", {})
+    if not tl.get("t"):
+        return None
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "line": {"shape": "hv", "color": _GREEN},
+                      "x": tl["t"], "y": tl["count"], "name": "distinct interests reached"}],
+            "layout": _layout("Interests discovered over time (training data included)")}

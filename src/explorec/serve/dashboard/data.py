@@ -274,14 +274,79 @@ def preview_slate(eng: Any, history: tuple[list[str], int], user_id: str, k: int
     return result
 
 
+_INTERESTS: dict[tuple[str, int], dict[str, Any]] = {}
+_INTERESTS_LOCK = threading.Lock()
+INTEREST_GRID_MAX_ITEMS = 50_000  # above: k-means at 2.5 sqrt(items) interests, no silhouette grid
+
+
+def catalog_interests(eng: Any) -> dict[str, Any]:
+    """The catalog's interests (cached per artifact and catalog size): the live policy's own
+    when it explores over interests (``interest_labels``, as interest-ts does), else fine
+    k-means clusters of the item vectors (:func:`explorec.interests.taxonomy.cluster_items`);
+    each described by its most distinctive words (class-based TF-IDF over the item texts)."""
+    key = (eng.art.artifact_id, int(eng.n_items))
+    with _INTERESTS_LOCK:
+        hit = _INTERESTS.get(key)
+    if hit is not None:
+        return hit
+    from explorec.interests.taxonomy import cluster_items, cluster_keywords
+
+    vectors = np.asarray(eng.vectors, np.float32)
+    labels_of = getattr(eng.policy, "interest_labels", None)
+    if labels_of is not None and len(labels_of()) == len(vectors):
+        labels, source = np.asarray(labels_of(), np.int64), f"the live policy ({eng.art.policy_name})"
+    else:
+        n = len(vectors)
+        k = None if n <= INTEREST_GRID_MAX_ITEMS else round(2.5 * math.sqrt(n))
+        labels, _ = cluster_items(vectors, k, seed=2020)
+        source = "k-means of the item vectors (sizes by silhouette)"
+    n_k = int(labels.max()) + 1 if len(labels) else 0
+    texts = list(eng.art.texts) + [""] * (len(labels) - len(eng.art.texts))
+    words = cluster_keywords(texts, labels, n_k, 4) if n_k else []
+    out = {"labels": labels, "words": words, "source": source, "n": n_k}
+    with _INTERESTS_LOCK:
+        if len(_INTERESTS) > 4:
+            _INTERESTS.clear()
+        _INTERESTS[key] = out
+    return out
+
+
+def interests_discovered(eng: Any, train: list[str], logged: list[Any]) -> dict[str, Any]:
+    """A user's interests in the order they reached them: those of the training data first,
+    then each logged interaction's (oldest first), with the cumulative count over time."""
+    cat = catalog_interests(eng)
+    labels = cat["labels"]
+    first: dict[int, dict[str, Any]] = {}
+    counts: dict[int, int] = {}
+
+    def see(item: str, ts: float | None) -> None:
+        i = eng.index.get(item)
+        if i is None or i >= len(labels):
+            return
+        c = int(labels[i])
+        counts[c] = counts.get(c, 0) + 1
+        if c not in first:
+            first[c] = {"interest": c, "words": cat["words"][c] if c < len(cat["words"]) else [],
+                        "first_item": item, "ts": ts, "first": iso(ts) or "training data"}
+
+    for item in train:
+        see(item, None)
+    times, cumulative = [], []
+    for r in sorted(logged, key=lambda r: r.ts):
+        see(r.item, r.ts)
+        times.append(iso(r.ts))
+        cumulative.append(len(first))
+    rows = [{**v, "items": counts[c]} for c, v in first.items()]
+    return {"source": cat["source"], "n_interests": cat["n"],
+            "from_training": sum(r["ts"] is None for r in rows), "discovered": rows,
+            "timeline": {"t": times, "count": cumulative}}
+
+
 def user(service: Any, user_id: str, k: int = SLATE_K) -> dict[str, Any]:
     eng, store = service.engine, service.store
     texts: dict[str, str] = {}
     u = eng.users.get(user_id, -1)
-    train: list[str] = []
-    if u >= 0:
-        row = eng._train.indices[eng._train.indptr[u]:eng._train.indptr[u + 1]]
-        train = [eng.ids[int(i)] for i in row]
+    train = eng.training_items(user_id)
     logged = store.user_interactions(user_id, HISTORY_LIMIT)
     history = [{"item": r.item, "text": _item_text(eng, store, r.item, texts), "kind": r.kind,
                 "value": r.value, "ts": r.ts, "time": iso(r.ts)} for r in logged]
@@ -305,7 +370,8 @@ def user(service: Any, user_id: str, k: int = SLATE_K) -> dict[str, Any]:
             "history": history, "history_seq": h[1], "logged_history_items": len(h[0]),
             "slate": {"k": k, "policy": result.policy, "artifact": result.artifact, "items": slate,
                       "note": "a draw of the live policy now, not logged and not served"},
-            "recent_slates": slates, "known": u >= 0 or bool(history) or bool(recent)}
+            "recent_slates": slates, "known": u >= 0 or bool(history) or bool(recent),
+            "interests": interests_discovered(eng, train, logged)}
 
 
 # ------------------------------------------------------------------ items

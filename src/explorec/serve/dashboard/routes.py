@@ -269,7 +269,8 @@ async def users_page(request: Request, user: str | None = None, q: str | None = 
     def figs(d: dict[str, Any]) -> dict[str, Any]:
         if "user" not in d:
             return {}
-        return {"slate": charts.slate(d["user"]), "activity": charts.user_activity(d["user"])}
+        return {"slate": charts.slate(d["user"]), "activity": charts.user_activity(d["user"]),
+                "interests": charts.user_interests(d["user"])}
 
     return await _page(request, "users.html", build, figs, active="users")
 
