@@ -90,6 +90,19 @@ def check_window(since: float, bucket_s: float, n_buckets: int) -> None:
         raise ValueError(f"bad window: since={since!r}, bucket_s={bucket_s!r}, n_buckets={n_buckets!r}")
 
 
+MAX_ACTIVITY_ITEMS = 100
+
+
+def empty_activity(items: Sequence[str], since: float, bucket_s: float, n_buckets: int
+                   ) -> dict[str, ItemActivity]:
+    """The zero :class:`ItemActivity` of each distinct item asked for (the first
+    ``MAX_ACTIVITY_ITEMS``), after checking the window: where every store's
+    ``item_activity`` starts."""
+    check_window(since, bucket_s, n_buckets)
+    wanted = list(dict.fromkeys(items))[:MAX_ACTIVITY_ITEMS]
+    return {i: ItemActivity.empty(i, n_buckets) for i in wanted}
+
+
 class LogQueries(Protocol):
     """The read-only aggregate queries every store answers (see the module's docstring)."""
 

@@ -22,6 +22,7 @@ from explorec.serve.stores.queries import (
     ItemActivity,
     LogSummary,
     check_window,
+    empty_activity,
 )
 from explorec.serve.stores.records import Interaction, ItemRecord, RankEvent, RewardRecord
 
@@ -112,9 +113,8 @@ class SQLiteQueries:
     def item_activity(self, items: Sequence[str], since: float, bucket_s: float, n_buckets: int, *,
                       max_events: int = MAX_EVENTS, max_rewards: int = MAX_REWARDS
                       ) -> dict[str, ItemActivity]:
-        check_window(since, bucket_s, n_buckets)
-        wanted = list(dict.fromkeys(items))[:100]
-        out = {i: ItemActivity.empty(i, n_buckets) for i in wanted}
+        out = empty_activity(items, since, bucket_s, n_buckets)
+        wanted = list(out)
         if not wanted:
             return out
         args: dict[str, Any] = {"since": since, "bucket": bucket_s, "nb": n_buckets,
