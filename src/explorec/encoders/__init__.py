@@ -14,9 +14,7 @@ from explorec.registry import Registry
 
 def _minilm(device: str | None) -> TextEncoder:
     """all-MiniLM-L6-v2; the TF-IDF encoder, with a warning, when torch is not installed."""
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
+    if not _installed("sentence_transformers"):
         import warnings
 
         warnings.warn("sentence-transformers is not installed; using the TF-IDF encoder "
@@ -29,11 +27,24 @@ def _minilm(device: str | None) -> TextEncoder:
 
 def _sentence(model: str, device: str | None) -> TextEncoder:
     """A sentence-transformers model (a local directory; models are never downloaded)."""
-    import sentence_transformers  # noqa: F401  (ImportError: the deep extra is missing)
-
+    if not _installed("sentence_transformers"):
+        raise ModuleNotFoundError("No module named 'sentence_transformers' (the deep extra is "
+                                  "missing)", name="sentence_transformers")
     from explorec.encoders.sentence import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(model, device=device)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it: sentence-transformers (with
+    transformers) takes seconds to import, and an encoder whose vectors all come from the
+    embedding cache never needs it (the model loads, and the package imports, on first use)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _unknown_encoder(name: str, known: list[str]) -> ExploRecError:
