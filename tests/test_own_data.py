@@ -45,6 +45,17 @@ def own(tmp_path_factory, ml100k):
     return d
 
 
+def start(*args: str) -> subprocess.Popen:
+    """A command started in the background; :func:`finish` waits for it."""
+    return subprocess.Popen([*EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+
+
 def _flags(own: Path) -> list[str]:
     return ["--dataset", str(own / "ratings.csv"), "--columns", COLUMNS,
             "--items", str(own / "items.csv"), "--item-columns", "item=sku",
@@ -57,17 +68,19 @@ def _results(path: Path) -> dict[str, dict[str, float]]:
 
 def test_evaluate_cold_items_from_flags_and_from_config(own, tmp_path):
     flags = tmp_path / "flags.json"
+    # the same run from the example config, alongside (two-tower trains on one core each)
+    config = start("evaluate", "--config", str(own / "run.yaml"))
     run("evaluate", *_flags(own), "--split", "cold-items", "--models", "random,ease,two-tower",
         "--param", "two-tower.epochs=2", "--k", "10,20", "--metrics", "ndcg,recall,hit",
         "--seed", "2020", "--json", str(flags))
+    finish(config)
     res = _results(flags)
     # ease never saw the cold items: it scores them all the same, so it is no better than random
     assert abs(res["ease"]["ndcg@20"] - res["random"]["ndcg@20"]) < 0.02
     # two-tower reads the free-text descriptions and ranks the cold items far better
     assert res["two-tower"]["recall@20"] > 2 * res["random"]["recall@20"]
     assert res["two-tower"]["ndcg@20"] > 0.2
-    # the same run from the example config: identical numbers
-    run("evaluate", "--config", str(own / "run.yaml"))
+    # the run from the example config: identical numbers
     assert _results(own / "out" / "cold_items.json") == res
 
 
