@@ -26,6 +26,12 @@ def cli(*args: str, ok: bool = True, cwd: Path | None = None) -> subprocess.Comp
     return proc
 
 
+def cli_start(*args: str) -> subprocess.Popen:
+    """A command started in the background (its output piped)."""
+    return subprocess.Popen([*EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+
+
 class _Tags(HTMLParser):
     """Every tag's attributes (script bodies are not parsed as markup)."""
 
@@ -71,21 +77,30 @@ def check_self_contained(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, ml100k) -> dict[str, Path]:
-    """Each command once, with --json and --html (tiny options)."""
+    """Each command once, with --json and --html (tiny options); the independent ones run
+    side by side (each is mostly a process start and a second or two of work)."""
     d = tmp_path_factory.mktemp("runs")
-    cli("evaluate", "--dataset", "ml-100k", "--models", "pop,itemknn", "--k", "10",
-        "--json", str(d / "ev.json"), "--html", str(d / "ev.html"))
-    cli("ope", "--dataset", "obd", "--n-sim", "1000", "--bootstrap", "20",
-        "--json", str(d / "ope.json"), "--html", str(d / "ope.html"))
-    cli("tune", "--model", "itemknn", "--trials", "2", "--json", str(d / "tune.json"),
-        "--html", str(d / "tune.html"))
-    cli("simulate", "--dataset", "ml-100k", "--policies", "greedy,egreedy", "--rounds", "200",
-        "--seeds", "2", "--model", "pop", "--encoder", "tfidf", "--json", str(d / "sim.json"),
-        "--markdown", str(d / "sim.md"), "--html", str(d / "sim.html"))
-    _service_log(d)
-    cli("ope", "--log", f"sqlite:///{d / 'log.db'}", "--policy", "greedy", "--artifact",
-        str(d / "art"), "--bootstrap", "20", "--json", str(d / "opelog.json"),
-        "--html", str(d / "opelog.html"))
+    procs = [
+        cli_start("evaluate", "--dataset", "ml-100k", "--models", "pop,itemknn", "--k", "10",
+                  "--json", str(d / "ev.json"), "--html", str(d / "ev.html")),
+        cli_start("ope", "--dataset", "obd", "--n-sim", "1000", "--bootstrap", "20",
+                  "--json", str(d / "ope.json"), "--html", str(d / "ope.html")),
+        cli_start("tune", "--model", "itemknn", "--trials", "2", "--json", str(d / "tune.json"),
+                  "--html", str(d / "tune.html")),
+        cli_start("simulate", "--dataset", "ml-100k", "--policies", "greedy,egreedy", "--rounds",
+                  "200", "--seeds", "2", "--model", "pop", "--encoder", "tfidf",
+                  "--json", str(d / "sim.json"), "--markdown", str(d / "sim.md"),
+                  "--html", str(d / "sim.html")),
+    ]
+    try:
+        _service_log(d)
+        cli("ope", "--log", f"sqlite:///{d / 'log.db'}", "--policy", "greedy", "--artifact",
+            str(d / "art"), "--bootstrap", "20", "--json", str(d / "opelog.json"),
+            "--html", str(d / "opelog.html"))
+    finally:
+        outs = [(proc, proc.communicate(timeout=300)[0]) for proc in procs]
+    for proc, out in outs:
+        assert proc.returncode == 0, out
     return {p.name: p for p in d.iterdir() if p.suffix in (".json", ".html", ".md")}
 
 
