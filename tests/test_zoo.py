@@ -285,9 +285,12 @@ def loo(ml100k):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "epochs"), [("gru4rec", 8), ("sasrec", 4)])
+@pytest.mark.parametrize(("name", "epochs"), [("gru4rec", 6), ("sasrec", 3)])
 def test_sequential_models_learn_on_leave_one_out(name, epochs, loo):
-    """Short runs on leave-last-out: loss falls, NDCG@10 beats popularity (0.0353)."""
+    """Short runs on leave-last-out: loss falls, NDCG@10 beats popularity (0.0372). Measured
+    (model seeds 2020 / 2021 / 2022): gru4rec after 6 epochs 0.0597 / 0.0584 / 0.0523 (after
+    4, 0.0359 on seed 2020: too few), sasrec after 3 epochs 0.0712 / 0.0695 / 0.0621 (after 2,
+    0.0324 on seed 2022)."""
     model = create_model(name, epochs=epochs, progress=False).fit(loo.train, split=loo)
     hist = model.train_result_.history
     assert hist[-1]["loss"] < hist[0]["loss"]
