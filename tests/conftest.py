@@ -10,6 +10,21 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# One OpenBLAS thread, here and in every command the tests start (they inherit the variable;
+# the service processes already run so). OpenBLAS's threaded LAPACK (potrf and potri in EASE's
+# fit) synchronises its threads many times per call, and with the other core busy (a server
+# or a command the test started, or anything else on a 2-core machine) each wait costs a
+# scheduler slice: EASE on ML-100K took 7.4 s with 2 threads against 0.15 s with 1, and
+# test_acceptance_ml100k.py + test_cli.py 99 s against 30 s. Matrix products lose nothing
+# (0.09 s with 2 threads, 0.05 s with 1, on the same busy machine).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+try:  # in case a plugin loaded NumPy before this file: limit the loaded libraries too
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+except (ImportError, ValueError):  # pragma: no cover
+    pass
+
 
 @pytest.fixture(scope="session")
 def ml100k():
