@@ -176,7 +176,7 @@ def test_json_endpoints_equal_the_store_counts(served):
 # ------------------------------------------------------------------ keys
 @pytest.mark.parametrize("served", ["sqlite"], indirect=True)  # keys do not depend on the store
 def test_keys_cookie_and_logs(served):
-    kind, srv, _, exp = served
+    _, srv, _, exp = served
     start = len(srv.log())
     user = exp["users"][1]
     with httpx.Client(base_url=srv.url, timeout=60) as c:
@@ -317,7 +317,7 @@ def _screenshot(driver, name: str) -> None:
 
 @pytest.mark.parametrize("served", ["sqlite"], indirect=True)  # one store (the JSON test covers both)
 def test_every_page_renders_its_charts_in_chromium(browser_server):
-    kind, srv, exp = browser_server
+    _, srv, exp = browser_server
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

