@@ -100,7 +100,7 @@ class RawConnection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async def post(self, path: str, body: dict[str, Any], parse: bool = True) -> tuple[int, Any]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -119,7 +119,7 @@ class RawConnection:
         except (OSError, asyncio.IncompleteReadError, ValueError):
             self.close()
             raise
-        return status, json.loads(payload) if status == 200 else None
+        return status, json.loads(payload) if status == 200 and parse else None
 
     def close(self) -> None:
         if self.writer is not None:
@@ -131,7 +131,7 @@ class HttpxConnection:
     def __init__(self, http: Any) -> None:
         self.http = http
 
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async def post(self, path: str, body: dict[str, Any], parse: bool = True) -> tuple[int, Any]:
         r = await self.http.post(path, json=body)
         return r.status_code, r.json() if r.status_code == 200 else None
 
@@ -171,7 +171,9 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
             user = rnd.choice(users)
             t = min(due, time.perf_counter())
             try:
-                status, body = await conn.post("/v1/rank", {"user": user, "k": 10})
+                # the answer is parsed only when a reward needs its event id (the generator
+                # shares the CPUs with the server: its own cost per request matters)
+                status, body = await conn.post("/v1/rank", {"user": user, "k": 10}, parse=reward)
             except (OSError, asyncio.IncompleteReadError, ValueError, httpx.HTTPError):
                 status, body = 0, None
             lat["rank"].append(time.perf_counter() - t)
@@ -183,7 +185,7 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
                 try:
                     status, _ = await conn.post("/v1/reward", {
                         "event_id": body["event_id"], "position": rnd.randrange(len(body["items"])),
-                        "reward": float(rnd.random() < 0.2)})
+                        "reward": float(rnd.random() < 0.2)}, parse=False)
                 except (OSError, asyncio.IncompleteReadError, ValueError, httpx.HTTPError):
                     status = 0
                 lat["reward"].append(time.perf_counter() - t)
@@ -199,6 +201,7 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
         return conn
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     if client == "httpx":
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
@@ -209,8 +212,10 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
         t_start = time.perf_counter() + 0.05
         stop_at = t_start + duration
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         await asyncio.gather(*(one(n, c) for n, c in enumerate(conns)))
     wall = time.perf_counter() - t0
+    client_cpu = time.process_time() - cpu0
     out: dict[str, Any] = {"seconds": round(wall, 2), "client": client, "concurrency": concurrency,
                            "offered_per_s": rate}
     for ep, xs in lat.items():
@@ -222,7 +227,19 @@ async def _load(url: str, duration: float, concurrency: int, users: list[str], r
                    "p95_ms": round(float(np.percentile(a, 95)), 2),
                    "p99_ms": round(float(np.percentile(a, 99)), 2), "errors": errors[ep]}
     out["total_requests_per_s"] = round(sum(len(x) for x in lat.values()) / wall, 1)
+    # the generator's own CPU per request: what it takes from the server on a shared machine
+    out["client_cpu_ms_per_request"] = round(client_cpu * 1000 / max(sum(len(x) for x in lat.values()), 1), 3)
     return out
+
+
+def _run(coro: Any) -> Any:
+    """Run the generator on uvloop (the server's loop too) where installed: a cheaper client."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is part of the serve extra
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -244,9 +261,21 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def _settle(pid: int, timeout: float = 10.0) -> None:
+    """Wait until the server is idle (under 5% of a core over 0.2 s): a phase that left the
+    server behind (its queue) must not be measured in the next phase's latencies."""
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        c0 = _cpu_seconds(pid)
+        time.sleep(0.2)
+        if _cpu_seconds(pid) - c0 < 0.01:
+            return
+
+
 def _phase(srv: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+    _settle(srv.proc.pid)
     c0 = _cpu_seconds(srv.proc.pid)
-    r = asyncio.run(_load(srv.url, *args, **kw))
+    r = _run(_load(srv.url, *args, **kw))
     n = sum(r[ep]["requests"] for ep in ("rank", "reward") if ep in r)
     r["server_cpu_ms_per_request"] = round((_cpu_seconds(srv.proc.pid) - c0) * 1000 / max(n, 1), 3)
     return r
@@ -274,7 +303,7 @@ def run_case(artifact: Path, store_kind: str, work: Path, duration: float, concu
     srv = ServiceProcess(artifact, store, case_dir, workers=workers, prefix=prefix).start()
     phases: dict[str, Any] = {}
     try:
-        asyncio.run(_load(srv.url, 2.0, concurrency, users, True, seed, client))  # warm up
+        _run(_load(srv.url, 2.0, concurrency, users, True, seed, client))  # warm up
         phases["rank"] = _phase(srv, duration, concurrency, users, False, seed + 1, client)
         phases["rank paced"] = _phase(srv, duration, concurrency, users, False, seed + 2, client,
                                       rate=rates["rank"])
@@ -326,8 +355,8 @@ def markdown(results: list[dict[str, Any]], mach: str, command: str) -> str:
     lines = ["# Service load test", "",
              f"Machine: {mach}; {where}. Command: `{command}`.", "",
              "| catalog | model + policy | store | workers | phase | clients | offered/s | endpoint "
-             "| req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req |",
-             "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req | generator CPU ms/req |",
+             "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         for phase, m0 in r["phases"].items():
             for ep in ("rank", "reward"):
@@ -338,7 +367,8 @@ def markdown(results: list[dict[str, Any]], mach: str, command: str) -> str:
                              f"{r['workers']} | {phase} | {m0['concurrency']} | "
                              f"{m0['offered_per_s'] or 'closed loop'} | /v1/{ep} | "
                              f"{m['requests_per_s']} | {m['p50_ms']} | {m['p95_ms']} | {m['p99_ms']} | "
-                             f"{m['errors']} | {m0['server_cpu_ms_per_request']} |")
+                             f"{m['errors']} | {m0['server_cpu_ms_per_request']} | "
+                             f"{m0.get('client_cpu_ms_per_request', '')} |")
     lines += ["", "## Goals", "", "| catalog | store | goal | measured | bound | met |",
               "|---|---|---|---:|---|---|"]
     for r in results:

@@ -183,3 +183,21 @@ def test_validators_are_none_without_a_validation_part(splits):
     with pytest.raises(ValueError, match="per-user"):
         validation.heldout_metric(lambda u: np.zeros((len(u), 3)), sp.csr_matrix((1, 3)),
                                   sp.csr_matrix((1, 3)), metric="auc")
+
+
+@pytest.mark.parametrize("levels", [None, 3, 50])
+def test_top_set_is_the_set_of_topk(levels):
+    """top_set has topk's members, ties across the k-th place included (few levels: many
+    ties), for any k, with and without row and column ids."""
+    from explorec.ranking import top_set, topk
+
+    rng = np.random.default_rng(11)
+    S = rng.random((7, 60)) if levels is None else rng.integers(0, levels, (7, 60)).astype(float)
+    S[2, :5] = np.nan
+    rows = np.arange(100, 107)
+    cols = rng.permutation(1000)[:60]
+    for k in (1, 5, 17, 59, 60, 80):
+        for kw in ({}, {"rows": rows}, {"rows": rows, "cols": cols}):
+            a = np.sort(top_set(S, k, **kw), axis=1)
+            b = np.sort(topk(S, k, **kw), axis=1)
+            assert np.array_equal(a, b), (k, kw)

@@ -267,3 +267,42 @@ def test_large_catalogs_draw_candidates_from_the_popular_pool(linucb_art):
     assert set(ev.candidates) <= popular - seen  # from the pool, never a seen item
     _, full = Engine(linucb_art, None).prepare_rank(user, 5)
     assert not set(full.candidates) <= popular  # the scan path ranks the whole catalog
+
+
+def test_a_batch_of_ranks_equals_the_ranks_one_by_one(linucb_art, make_store):
+    """compute_ranks (the service's micro-batches) gives each request the slate it gets alone,
+    with its own error in its place; histories come from one batched store read."""
+    from explorec.serve.engine import RankCall
+
+    a = Engine(linucb_art, make_store(), EngineConfig(pool_size=40))
+    a.put_item("fresh-1", "space robot heist", {})
+    play(a, ["u1", "u2", "new-user"], 7, seed=3)
+    calls = [RankCall("u1", 5), RankCall("new-user", 5), RankCall("u2", 3),
+             RankCall("u3", 5, candidates=["i1", "nope"]),  # an unknown candidate: its own error
+             RankCall("u4", 4, candidates=["i1", "i2", "i3", "i5", "fresh-1"]),
+             RankCall("u5", 5, exclude=["i1", "i2"], explain=True),
+             RankCall("u6", 5, features=[1.0, 2.0]),  # linucb takes no context: its own error
+             RankCall("never-seen", 5)]
+    users = [c.user for c in calls]
+    hists = a.read_for_ranks(users)
+    assert hists == [a.store.history(u, limit=a.config.max_history) for u in users]
+    assert hists[0][0] and not hists[-1][0]
+    batch = a.compute_ranks(hists, calls)
+    assert isinstance(batch[3], ServiceError) and batch[3].field == "candidates[1]"
+    assert isinstance(batch[6], ServiceError) and batch[6].field == "context.features"
+    for call, h, got in zip(calls, hists, batch, strict=True):
+        if isinstance(got, Exception):
+            continue
+        alone, ev = a.compute_rank(h, call.user, call.k, candidates=call.candidates,
+                                   exclude=call.exclude, features=call.features,
+                                   explain=call.explain)
+        r, ev_b = got
+        assert [(i.item, i.score, i.propensity, i.explanation) for i in r.items] == \
+            [(i.item, i.score, i.propensity, i.explanation) for i in alone.items]
+        assert ev_b.candidates == ev.candidates and ev_b.history_seq == ev.history_seq
+        assert r.event_id != alone.event_id
+    # the batch's slates are remembered for their rewards
+    r0, ev0 = batch[0]
+    a.commit_rank(ev0)
+    a.reward(r0.event_id, 1.0, position=0)
+    assert a.applied.n == 8

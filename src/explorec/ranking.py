@@ -113,6 +113,48 @@ def topk(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     return np.take_along_axis(part, order, axis=1)
 
 
+def top_set(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
+            cols: np.ndarray | None = None, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The members of each row's :func:`topk`, in no particular order: (n, min(k, m)).
+
+    The same items as ``topk(scores, k, ...)`` (ties across the k-th place broken by the same
+    keys) without ordering them: for candidate pools, whose order does not matter, at the cost
+    of one partition (keys are hashed only for rows with a tie at the k-th place).
+
+    >>> import numpy as np
+    >>> s = np.array([[0.0, 2.0, 1.0, 2.0, 3.0]])
+    >>> sorted(top_set(s, 3)[0].tolist()) == sorted(topk(s, 3)[0].tolist())
+    True
+    """
+    k = check_k(k)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (rows, items), got shape {scores.shape}")
+    n, m = scores.shape
+    k = min(k, m)
+    if n == 0 or k == 0:
+        return np.zeros((n, k), dtype=np.int64)
+    if k == m:
+        return np.broadcast_to(np.arange(m), (n, m)).copy()
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(row_ids) != n:
+        raise ValueError(f"rows has {len(row_ids)} ids for {n} score rows")
+    col_ids = np.arange(m) if cols is None else np.asarray(cols, dtype=np.int64)
+    if col_ids.shape not in ((m,), (n, m)):
+        raise ValueError(f"cols has shape {col_ids.shape}, scores {scores.shape}")
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    tied = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k)
+    if len(tied):
+        def col_of(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return col_ids[c] if col_ids.ndim == 1 else col_ids[r, c]
+
+        part[tied] = _resolve_boundary(scores[tied], kth[tied], k, tied, row_ids, col_of, seed)
+    return part
+
+
 def _resolve_boundary(S: np.ndarray, kth: np.ndarray, k: int, which: np.ndarray,
                       row_ids: np.ndarray, col_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
                       seed: int) -> np.ndarray:

@@ -162,17 +162,18 @@ class BayesianLinear:
         self.n = 0
         self._chol: np.ndarray | None = None
         self._mean: np.ndarray | None = None
+        self._chol_inv: np.ndarray | None = None
 
     def update(self, X: np.ndarray, r: np.ndarray) -> None:
         self.A += X.T @ X
         self.b += X.T @ r
         self.n += len(r)
-        self._chol = self._mean = None
+        self._chol = self._mean = self._chol_inv = None
 
     def load(self, A: np.ndarray, b: np.ndarray, n: int) -> None:
         """Replace the sufficient statistics (a restored state)."""
         self.A, self.b, self.n = A, b, int(n)
-        self._chol = self._mean = None
+        self._chol = self._mean = self._chol_inv = None
 
     @property
     def chol(self) -> np.ndarray:
@@ -192,9 +193,16 @@ class BayesianLinear:
         return self.mean[None, :] + scale * scipy.linalg.solve_triangular(self.chol.T, z).T
 
     def variance(self, X: np.ndarray) -> np.ndarray:
-        """x' A^-1 x for X of shape (..., d)."""
-        w = scipy.linalg.solve_triangular(self.chol, X.reshape(-1, X.shape[-1]).T, lower=True)
-        return (w ** 2).sum(axis=0).reshape(X.shape[:-1])
+        """x' A^-1 x for X of shape (..., d): ||L^-1 x||^2 with A = L L'.
+
+        L^-1 is cached until the next update (ranks outnumber rewards), so a batch of
+        candidates costs one matrix product instead of a triangular solve per call.
+        """
+        if self._chol_inv is None:
+            d = self.A.shape[0]
+            self._chol_inv = scipy.linalg.solve_triangular(self.chol, np.eye(d), lower=True)
+        w = X.reshape(-1, X.shape[-1]) @ self._chol_inv.T
+        return np.einsum("ij,ij->i", w, w).reshape(X.shape[:-1])
 
 
 class _LinearPolicy(BasePolicy):

@@ -30,7 +30,7 @@ from explorec.serve.api.middleware import (
 from explorec.serve.api.routes import ROUTERS
 from explorec.serve.config import ServiceConfig, check_bind
 from explorec.serve.dashboard import router as dashboard_router
-from explorec.serve.service import Service, SlateLog
+from explorec.serve.service import RankBatcher, RewardBatcher, Service, SlateLog
 from explorec.serve.stores import Store
 
 log = logging.getLogger("explorec.serve")
@@ -77,7 +77,9 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
                               "event log. Send API keys in the X-API-Key header.")
     metrics = ServiceMetrics()
     app.state.service = service
-    app.state.slate_log = SlateLog(service.store)
+    app.state.slate_log = SlateLog(service.store, service.io)
+    app.state.ranker = RankBatcher(service)
+    app.state.rewarder = RewardBatcher(service)
     app.state.metrics = metrics
     install_errors(app)
     for router in ROUTERS:

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from explorec._io import sha256_bytes
 from explorec.errors import ExploRecError
-from explorec.ranking import external_key, topk
+from explorec.ranking import external_key, top_set, topk
 from explorec.serve.artifact import ServiceArtifact
 from explorec.serve.errors import Conflict, Gone, NotFound, ServiceError
 from explorec.serve.faults import fault
@@ -46,8 +46,8 @@ from explorec.serve.stores import (
 
 log = logging.getLogger("explorec.serve")
 
-__all__ = ["Conflict", "Engine", "EngineConfig", "Gone", "NotFound", "RankResult", "RankedItem",
-           "ServiceError"]
+__all__ = ["Conflict", "Engine", "EngineConfig", "Gone", "NotFound", "RankCall", "RankResult",
+           "RankedItem", "RewardCall", "ServiceError"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,46 @@ class RankResult:
     items: list[RankedItem]
     policy: str
     artifact: str
+
+
+@dataclass(frozen=True)
+class RankCall:
+    """One rank request, as :meth:`Engine.compute_ranks` takes it."""
+
+    user: str
+    k: int = 10
+    candidates: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    features: Sequence[float] | None = None
+    context: dict[str, Any] | None = None
+    explain: bool = True
+
+
+@dataclass(frozen=True)
+class RewardCall:
+    """One reward, as :meth:`Engine.rewards` takes it: the event and the item (or position)."""
+
+    event_id: str
+    reward: float
+    item: str | None = None
+    position: int | None = None
+
+
+@dataclass
+class _Prepared:
+    """A rank request on its way through :meth:`Engine.compute_ranks`."""
+
+    call: RankCall
+    hist: np.ndarray
+    hist_seq: int
+    ukey: int
+    tie_user: int
+    ctx: np.ndarray | None
+    cand: np.ndarray | None = None
+    base: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    props: np.ndarray | None = None
 
 
 def policy_user(user: str, internal: int) -> int:
@@ -125,9 +165,18 @@ def single_threaded_blas() -> None:
 
 def _row(cols: np.ndarray, n: int) -> sp.csr_matrix:
     """A one-row binary CSR matrix (built from its parts: no COO round trip)."""
-    cols = np.sort(np.asarray(cols, np.int32))
-    return sp.csr_matrix((np.ones(len(cols), np.float32), cols, np.array([0, len(cols)], np.int32)),
-                         shape=(1, n))
+    return _rows([cols], n)
+
+
+def _rows(rows: Sequence[np.ndarray], n: int) -> sp.csr_matrix:
+    """A binary CSR matrix with one row per array of column ids (each sorted, as CSR wants)."""
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    idx = (np.concatenate([np.sort(np.asarray(r, np.int64)) for r in rows]) if len(rows)
+           else np.zeros(0, np.int64))
+    small = n < 2**31 and indptr[-1] < 2**31
+    return sp.csr_matrix((np.ones(len(idx), np.float32), idx.astype(np.int32 if small else np.int64),
+                          indptr.astype(np.int32 if small else np.int64)), shape=(len(rows), n))
 
 
 def _finite(x: float) -> float | None:
@@ -382,30 +431,43 @@ class Engine:
 
     def base_scores(self, hist: np.ndarray, user_key: int = -1) -> np.ndarray:
         """Scores of every item (n_items,) for a user with this history."""
-        hm = hist[hist < self.n_model]
+        return self.base_scores_many([hist], [user_key])[0]
+
+    def base_scores_many(self, hists: Sequence[np.ndarray], user_keys: Sequence[int],
+                         history: sp.csr_matrix | None = None) -> np.ndarray:
+        """(B, n_items) scores for B users with these histories (one model call);
+        ``history``: the histories as a (B, n_items) CSR when the caller has built it."""
+        b = len(hists)
         if self._can_score_history:
-            row = _row(hm, self.n_model)
-            s = np.asarray(self.model.score_history(row), np.float64)[0]
-        elif user_key >= 0:
-            s = np.asarray(self.model.score(np.array([user_key])), np.float64)[0]
+            if history is not None and self.n_items == self.n_model:
+                X = history
+            else:
+                X = _rows([h[h < self.n_model] for h in hists], self.n_model)
+            S = np.asarray(self.model.score_history(X), np.float64)
         else:
-            s = np.zeros(self.n_model)
-        if not np.isfinite(s).all():
-            s = np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
+            S = np.zeros((b, self.n_model))
+            known = np.flatnonzero(np.asarray(user_keys) >= 0)
+            if len(known):
+                S[known] = self.model.score(np.asarray(user_keys, np.int64)[known])
+        if not np.isfinite(S).all():
+            S = np.nan_to_num(S, nan=0.0, posinf=0.0, neginf=0.0)
         if self.n_items == self.n_model:
-            return s
-        out = np.empty(self.n_items)
-        out[: self.n_model] = s
-        ref = s[self._calib]
-        mu, sd = float(ref.mean()), float(ref.std())
-        if len(hist):
-            prof = self.vectors[hist].mean(axis=0)
-            prof /= max(float(np.linalg.norm(prof)), 1e-12)
-            c_ref = self._vectors[self._calib] @ prof
-            c_new = self._vectors[self.n_model:self.n_items] @ prof
-            out[self.n_model:] = mu + sd * (c_new - c_ref.mean()) / (c_ref.std() + 1e-9)
-        else:
-            out[self.n_model:] = mu
+            return S
+        out = np.empty((b, self.n_items))
+        out[:, : self.n_model] = S
+        for r, hist in enumerate(hists):
+            # items added since training: the user's text profile, on the model's score scale
+            s = S[r]
+            ref = s[self._calib]
+            mu, sd = float(ref.mean()), float(ref.std())
+            if len(hist):
+                prof = self.vectors[hist].mean(axis=0)
+                prof /= max(float(np.linalg.norm(prof)), 1e-12)
+                c_ref = self._vectors[self._calib] @ prof
+                c_new = self._vectors[self.n_model:self.n_items] @ prof
+                out[r, self.n_model:] = mu + sd * (c_new - c_ref.mean()) / (c_ref.std() + 1e-9)
+            else:
+                out[r, self.n_model:] = mu
         return out
 
     def _explain(self, user_key: int, hist: np.ndarray, items: np.ndarray) -> list[list[dict[str, Any]]]:
@@ -463,72 +525,158 @@ class Engine:
     def read_for_rank(self, user: str) -> tuple[list[str], int]:
         """The store I/O a rank needs: bring the engine up to the store's heads and read the
         user's logged history (its most recent ``max_history`` items and their sequence)."""
+        return self.read_for_ranks([user])[0]
+
+    def read_for_ranks(self, users: Sequence[str]) -> list[tuple[list[str], int]]:
+        """:meth:`read_for_rank` for several users: one sync, one batched history read."""
         self.sync()
         if self.store is None:
-            return [], 0
-        return self.store.history(user, limit=self.config.max_history)
+            return [([], 0) for _ in users]
+        return self.store.histories(users, limit=self.config.max_history)
 
     def compute_rank(self, history: tuple[list[str], int], user: str, k: int = 10, *,
                      candidates: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
                      features: Sequence[float] | None = None, context: dict[str, Any] | None = None,
                      explain: bool = True) -> tuple[RankResult, RankEvent]:
         """The in-memory part of a rank (no store I/O): slate, propensities, log record."""
-        hist_items, hist_seq = history
-        ctx = None if features is None else np.asarray(features, np.float64)[None, :]
-        if ctx is not None:
-            want = int(getattr(self.policy, "n_context", 0) or 0)
-            if want == 0:
-                raise ServiceError(f"policy {self.art.policy_name} takes no context features; "
-                                   "send none (context.attributes are logged for evaluation)",
-                                   "context.features")
-            if want > 0 and ctx.shape[1] != want:
-                raise ServiceError(f"policy {self.art.policy_name} expects {want} context "
-                                   f"features, got {ctx.shape[1]}", "context.features")
-        with self.lock:
-            hist, ukey = self._history_idx(user, hist_items)
-            tie_user = policy_user(user, ukey)
-            pool = self._index_pool(hist, ukey, exclude) if candidates is None else None
-            if pool is not None:  # the model's ANN index named the pool: no catalog scoring
-                cand, base = pool
-            else:
-                base_all = self.base_scores(hist, ukey)
-                cand = self._candidates(hist, base_all, candidates, exclude, tie_user)
-                base = base_all[cand]
-            if len(cand) == 0:
-                positions = np.zeros(0, np.int64)
-                scores = props = np.zeros(0)
-            else:
-                k_eff = min(k, len(cand))
-                h = _row(hist, self.n_items)
-                from explorec.explore import Requests
+        out = self.compute_ranks([history], [RankCall(user, k, candidates, exclude, features,
+                                                      context, explain)])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
 
-                req = Requests(cand[None, :], h, np.array([tie_user]), base[None, :], ctx)
-                try:
-                    sb = self.policy.rank_batch(req, k_eff)
-                except ExploRecError as e:
-                    if ctx is not None:
-                        raise ServiceError(str(e), "context.features") from e
-                    raise
-                positions, scores, props = sb.positions[0], sb.scores[0], sb.propensities[0]
-            items = cand[positions]
-            expl = self._explain(ukey, hist, items) if explain else [[] for _ in items]
-        event_id = uuid.uuid4().hex
-        ids = self._ids_array()
-        ext = ids[items].tolist()
-        result = RankResult(event_id, [RankedItem(e, _finite(s), float(p), x) for e, s, p, x in
-                                       zip(ext, scores, props, expl, strict=True)],
-                            self.art.policy_name, self.art.artifact_id)
-        ev_ctx = dict(context or {})
-        if features is not None:
-            ev_ctx["features"] = [float(x) for x in features]
-        event = RankEvent(event_id, user, time.time(), self.art.artifact_id, self.art.policy_name,
-                          ext, [int(p) for p in positions], [float(p) for p in props],
-                          [_finite(s) for s in scores], ids[cand].tolist(), hist_seq,
-                          ev_ctx or None)
+    def compute_ranks(self, histories: Sequence[tuple[list[str], int]], calls: Sequence[RankCall]
+                      ) -> list[tuple[RankResult, RankEvent] | Exception]:
+        """:meth:`compute_rank` for a batch of requests, in one pass: one base-model scoring of
+        every history, one policy call per group of equal (k, candidate count, context width).
+
+        Each request's slate is the one it would get alone (the policy sees the same
+        candidates, base scores and tie keys; a sampling policy's draws are shared by the
+        group, each slate still follows its own logged propensities). A request that fails
+        (an unknown candidate, context of the wrong width) gets its error in its place; the
+        others are answered.
+        """
+        if len(histories) != len(calls):
+            raise ValueError(f"{len(histories)} histories for {len(calls)} rank calls")
+        n = len(calls)
+        out: list[Any] = [None] * n
+        prep: list[_Prepared | None] = [None] * n
         with self.lock:
-            self._served[event_id] = (event, _Served(cand, hist, base, ukey, ctx, tie_user))
+            # 1. histories, context checks, index pools
+            need_scores: list[int] = []
+            built: dict[tuple[int, ...], sp.csr_matrix] = {}
+            for j, (call, (hist_items, hist_seq)) in enumerate(zip(calls, histories, strict=True)):
+                try:
+                    ctx = self._context_row(call.features)
+                    hist, ukey = self._history_idx(call.user, hist_items)
+                    p = _Prepared(call, hist, hist_seq, ukey, policy_user(call.user, ukey), ctx)
+                    if call.candidates is None:
+                        pool = self._index_pool(hist, ukey, call.exclude)
+                        if pool is not None:  # the model's ANN index named the pool
+                            p.cand, p.base = pool
+                    if p.cand is None:
+                        need_scores.append(j)
+                    prep[j] = p
+                except ServiceError as e:
+                    out[j] = e
+            # 2. base scores of every history that needs them, in one model call
+            if need_scores:
+                H = _rows([prep[j].hist for j in need_scores], self.n_items)  # type: ignore[union-attr]
+                built[tuple(need_scores)] = H  # the policy's history matrix too, for that group
+                S = self.base_scores_many([prep[j].hist for j in need_scores],  # type: ignore[union-attr]
+                                          [prep[j].ukey for j in need_scores], H)  # type: ignore[union-attr]
+                pools = self._candidates_many([prep[j] for j in need_scores], S)  # type: ignore[misc]
+                for r, j in enumerate(need_scores):
+                    p, c = prep[j], pools[r]
+                    assert p is not None
+                    if isinstance(c, ServiceError):
+                        out[j] = c
+                        prep[j] = None
+                    else:
+                        p.cand, p.base = c, S[r][c]
+            # 3. the policy, once per group of requests with the same shapes
+            groups: dict[tuple[int, int, int], list[int]] = {}
+            for j, p in enumerate(prep):
+                if p is None or out[j] is not None:
+                    continue
+                assert p.cand is not None
+                if len(p.cand) == 0:
+                    p.positions = np.zeros(0, np.int64)
+                    p.scores = p.props = np.zeros(0)
+                    continue
+                width = -1 if p.ctx is None else p.ctx.shape[1]
+                groups.setdefault((min(p.call.k, len(p.cand)), len(p.cand), width), []).append(j)
+            for (k_eff, _, _), rows in groups.items():
+                self._rank_group([prep[j] for j in rows], k_eff, out, rows,  # type: ignore[misc]
+                                 built.get(tuple(rows)))
+            # 4. answers and the served-slate cache
+            ids = self._ids_array()
+            for j, p in enumerate(prep):
+                if p is None or out[j] is not None:
+                    continue
+                out[j] = self._answer(p, ids)
             while len(self._served) > self.config.event_cache:
                 self._served.popitem(last=False)
+        return out
+
+    def _context_row(self, features: Sequence[float] | None) -> np.ndarray | None:
+        if features is None:
+            return None
+        ctx = np.asarray(features, np.float64)[None, :]
+        want = int(getattr(self.policy, "n_context", 0) or 0)
+        if want == 0:
+            raise ServiceError(f"policy {self.art.policy_name} takes no context features; "
+                               "send none (context.attributes are logged for evaluation)",
+                               "context.features")
+        if want > 0 and ctx.shape[1] != want:
+            raise ServiceError(f"policy {self.art.policy_name} expects {want} context "
+                               f"features, got {ctx.shape[1]}", "context.features")
+        return ctx
+
+    def _rank_group(self, group: list[_Prepared], k: int, out: list[Any], rows: list[int],
+                    hists: sp.csr_matrix | None = None) -> None:
+        """One ``rank_batch`` for requests of equal candidate count; a policy error is retried
+        request by request so that it reaches only the request that caused it."""
+        from explorec.explore import Requests
+
+        if hists is None:
+            hists = _rows([p.hist for p in group], self.n_items)
+        ctx = None if group[0].ctx is None else np.vstack([p.ctx for p in group])  # type: ignore[misc]
+        req = Requests(np.stack([p.cand for p in group]), hists,  # type: ignore[misc]
+                       np.array([p.tie_user for p in group]), np.stack([p.base for p in group]),  # type: ignore[misc]
+                       ctx)
+        try:
+            sb = self.policy.rank_batch(req, k)
+        except ExploRecError as e:
+            if len(group) > 1:
+                for p, j in zip(group, rows, strict=True):
+                    self._rank_group([p], k, out, [j])
+                return
+            out[rows[0]] = (ServiceError(str(e), "context.features") if group[0].ctx is not None
+                            else e)
+            return
+        for r, p in enumerate(group):
+            p.positions, p.scores, p.props = sb.positions[r], sb.scores[r], sb.propensities[r]
+
+    def _answer(self, p: _Prepared, ids: np.ndarray) -> tuple[RankResult, RankEvent]:
+        call = p.call
+        assert p.cand is not None and p.positions is not None
+        items = p.cand[p.positions]
+        expl = (self._explain(p.ukey, p.hist, items) if call.explain else [[] for _ in items])
+        event_id = uuid.uuid4().hex
+        ext = ids[items].tolist()
+        scores = [_finite(s) for s in p.scores.tolist()]  # type: ignore[union-attr]
+        props = p.props.tolist()  # type: ignore[union-attr]
+        result = RankResult(event_id, [RankedItem(e, s, pr, x) for e, s, pr, x in
+                                       zip(ext, scores, props, expl, strict=True)],
+                            self.art.policy_name, self.art.artifact_id)
+        ev_ctx = dict(call.context or {})
+        if call.features is not None:
+            ev_ctx["features"] = [float(x) for x in call.features]
+        event = RankEvent(event_id, call.user, time.time(), self.art.artifact_id,
+                          self.art.policy_name, ext, p.positions.tolist(), props, scores,
+                          ids[p.cand].tolist(), p.hist_seq, ev_ctx or None)
+        self._served[event_id] = (event, _Served(p.cand, p.hist, p.base, p.ukey, p.ctx, p.tie_user))
         return result, event
 
     def _index_pool(self, hist: np.ndarray, ukey: int, exclude: Sequence[str] | None
@@ -557,58 +705,86 @@ class Engine:
         order = np.argsort(found[0])
         return found[0][order], found[1][order]
 
-    def _candidates(self, hist: np.ndarray, base: np.ndarray, candidates: Sequence[str] | None,
-                    exclude: Sequence[str] | None, tie_user: int) -> np.ndarray:
-        excl = {self.index[e] for e in (exclude or ()) if e in self.index}
+    def _candidates_many(self, preps: Sequence[_Prepared], S: np.ndarray
+                         ) -> list[np.ndarray | ServiceError]:
+        """Each request's candidate pool (sorted internal ids) from its row of ``S``: the
+        items it names, or the best ``pool_size`` of the items it may be shown (by base score,
+        ties by the user's tie keys) plus the freshest API items; the rows that rank the whole
+        catalog share one partition."""
         limit = self.n_model if self._uses_model_items_only else self.n_items
-        if candidates is not None:
-            out, seen = [], set()
-            for n, c in enumerate(candidates):
-                i = self.index.get(c)
-                if i is None or i >= limit:
-                    raise ServiceError(f"unknown item {c!r}", f"candidates[{n}]")
-                if self._deleted[i]:
-                    raise ServiceError(f"item {c!r} was deleted", f"candidates[{n}]")
-                if i not in excl and i not in seen:
-                    seen.add(i)
-                    out.append(i)
-            return np.asarray(out, np.int64)
-        blocked = [hist[hist < limit]]
-        if excl:
-            ex = np.fromiter(excl, np.int64, len(excl))
-            blocked.append(ex[ex < limit])
-        if self._deleted[:limit].any():
-            blocked.append(np.flatnonzero(self._deleted[:limit]))
-        block = np.unique(np.concatenate(blocked)) if len(blocked) > 1 else blocked[0]
-        n_ok = limit - len(block)
         pool = self.config.pool_size
-        if n_ok <= pool:
-            ok = np.ones(limit, bool)
-            ok[block] = False
-            return np.flatnonzero(ok)
-        fresh = [i for i in self.added[-self.config.fresh_items:] if i < limit and not self._deleted[i]]
-        if self._popular is not None:
-            # large catalog: rank only the precomputed popular pool (+ fresh items)
-            src = self._popular
-            if fresh:
-                src = np.union1d(src, np.asarray(fresh, np.int64))
-            blocked_mask = np.zeros(limit, bool)
-            blocked_mask[block] = True
-            src = src[~blocked_mask[src]]
-            if len(src) > pool:
-                s = np.asarray(base[src], dtype=np.float64)
-                # ties by the user's keys on the items' own ids (not their place in the pool)
-                top = topk(s[None, :], pool, rows=np.array([tie_user]), cols=src)[0]
-                src = src[top]
-            return np.sort(src).astype(np.int64)
-        # top-`pool` by score among the allowed items (ties by the user's tie keys)
-        s = np.array(base[:limit], dtype=np.float64)
-        s[block] = -np.inf
-        top = topk(s[None, :], pool, rows=np.array([tie_user]))[0]
-        if fresh:
-            fresh_ok = np.setdiff1d(np.asarray(fresh, np.int64), block)
-            top = np.union1d(top, fresh_ok)
-        return np.sort(top).astype(np.int64)
+        deleted = np.flatnonzero(self._deleted[:limit])
+        fresh = np.asarray([i for i in self.added[-self.config.fresh_items:]
+                            if i < limit and not self._deleted[i]], np.int64)
+        out: list[np.ndarray | ServiceError | None] = [None] * len(preps)
+        scan: list[tuple[int, np.ndarray]] = []  # (row, blocked ids): top of the whole catalog
+        for r, p in enumerate(preps):
+            call = p.call
+            excl = {self.index[e] for e in (call.exclude or ()) if e in self.index}
+            if call.candidates is not None:
+                try:
+                    out[r] = self._named_candidates(call.candidates, excl, limit)
+                except ServiceError as e:
+                    out[r] = e
+                continue
+            blocked = [p.hist[p.hist < limit]]
+            if excl:
+                ex = np.fromiter(excl, np.int64, len(excl))
+                blocked.append(ex[ex < limit])
+            if len(deleted):
+                blocked.append(deleted)
+            block = np.unique(np.concatenate(blocked)) if len(blocked) > 1 else blocked[0]
+            if limit - len(block) <= pool:
+                ok = np.ones(limit, bool)
+                ok[block] = False
+                out[r] = np.flatnonzero(ok)
+            elif self._popular is not None:
+                out[r] = self._popular_candidates(S[r], block, fresh, p.tie_user, limit)
+            else:
+                scan.append((r, block))
+        if scan:
+            # one partition for every row that ranks the whole catalog (ties by tie keys)
+            rows = [r for r, _ in scan]
+            Sb = np.array(S[rows, :limit], dtype=np.float64)
+            for i, (_, block) in enumerate(scan):
+                Sb[i, block] = -np.inf
+            top = top_set(Sb, pool, rows=np.array([preps[r].tie_user for r in rows]))
+            for i, (r, block) in enumerate(scan):
+                t = top[i]
+                if len(fresh):
+                    t = np.union1d(t, np.setdiff1d(fresh, block))
+                out[r] = np.sort(t).astype(np.int64)
+        return out  # type: ignore[return-value]
+
+    def _named_candidates(self, candidates: Sequence[str], excl: set[int], limit: int) -> np.ndarray:
+        out, seen = [], set()
+        for n, c in enumerate(candidates):
+            i = self.index.get(c)
+            if i is None or i >= limit:
+                raise ServiceError(f"unknown item {c!r}", f"candidates[{n}]")
+            if self._deleted[i]:
+                raise ServiceError(f"item {c!r} was deleted", f"candidates[{n}]")
+            if i not in excl and i not in seen:
+                seen.add(i)
+                out.append(i)
+        return np.asarray(out, np.int64)
+
+    def _popular_candidates(self, base: np.ndarray, block: np.ndarray, fresh: np.ndarray,
+                            tie_user: int, limit: int) -> np.ndarray:
+        """Large catalog: the best of the precomputed popular pool (+ fresh items) only."""
+        assert self._popular is not None
+        src = self._popular
+        if len(fresh):
+            src = np.union1d(src, fresh)
+        blocked_mask = np.zeros(limit, bool)
+        blocked_mask[block] = True
+        src = src[~blocked_mask[src]]
+        if len(src) > self.config.pool_size:
+            s = np.asarray(base[src], dtype=np.float64)
+            # ties by the user's keys on the items' own ids (not their place in the pool)
+            top = top_set(s[None, :], self.config.pool_size, rows=np.array([tie_user]), cols=src)[0]
+            src = src[top]
+        return np.sort(src).astype(np.int64)
 
     # ------------------------------------------------------------------ rewards
     def event(self, event_id: str) -> RankEvent:
@@ -625,39 +801,64 @@ class Engine:
     def reward(self, event_id: str, reward: float, *, item: str | None = None,
                position: int | None = None) -> RewardRecord:
         """Record a reward for one shown item (at most once) and learn from it now."""
+        out = self.rewards([RewardCall(event_id, reward, item, position)])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def rewards(self, calls: Sequence[RewardCall]) -> list[RewardRecord | ServiceError]:
+        """:meth:`reward` for several rewards: one durable store write, one sync (the policy
+        learns them in one update). Each gets its record or its own error (unknown event,
+        late, duplicate, a wrong item or position), in order."""
         if self.store is None:
             raise ServiceError("no store attached", None, 503)
-        ev = self.event(event_id)
         now = time.time()
+        out: list[Any] = [None] * len(calls)
+        todo: list[tuple[int, RankEvent, int, float]] = []
+        for j, c in enumerate(calls):
+            try:
+                ev = self.event(c.event_id)
+                todo.append((j, ev, self._reward_position(ev, c, now), c.reward))
+            except ServiceError as e:
+                out[j] = e
+        if not todo:
+            return out
+        results = self.store.add_rewards([(ev, pos, r, now) for _, ev, pos, r in todo])
+        for (j, ev, pos, _), res in zip(todo, results, strict=True):
+            if res.status == "unknown_event":
+                out[j] = NotFound(f"unknown event_id {ev.event_id!r} (its user was erased)", "event_id")
+            elif res.status == "duplicate":
+                prev = res.record
+                out[j] = Conflict(f"a reward for item {ev.items[pos]!r} of event {ev.event_id} was "
+                                  f"already applied (reward {prev.reward if prev else '?'}); rewards "
+                                  "apply once", "event_id")
+            else:
+                assert res.record is not None
+                out[j] = res.record
+        self.sync()
+        fault("reward.after_apply")
+        return out
+
+    def _reward_position(self, ev: RankEvent, call: RewardCall, now: float) -> int:
+        """The slate position a reward names (checked against the event), or its error."""
         if now - ev.ts > self.config.reward_window_s:
-            raise Gone(f"event {event_id} was served {now - ev.ts:.0f} s ago, past the reward window "
-                       f"of {self.config.reward_window_s:.0f} s", "event_id")
+            raise Gone(f"event {ev.event_id} was served {now - ev.ts:.0f} s ago, past the reward "
+                       f"window of {self.config.reward_window_s:.0f} s", "event_id")
+        item, position = call.item, call.position
         if item is not None:
             if item not in ev.items:
-                raise ServiceError(f"item {item!r} was not shown in event {event_id}", "item")
+                raise ServiceError(f"item {item!r} was not shown in event {ev.event_id}", "item")
             pos = ev.items.index(item)
             if position is not None and position != pos:
                 raise ServiceError(f"item {item!r} was shown at position {pos}, not {position}",
                                    "position")
-        elif position is not None:
+            return pos
+        if position is not None:
             if not 0 <= position < len(ev.items):
                 raise ServiceError(f"position {position} is outside the slate of {len(ev.items)} items",
                                    "position")
-            pos = position
-        else:
-            raise ServiceError("name the rewarded item (or its position)", "item")
-        res = self.store.add_reward(ev, pos, reward, now)
-        if res.status == "unknown_event":
-            raise NotFound(f"unknown event_id {event_id!r} (its user was erased)", "event_id")
-        if res.status == "duplicate":
-            prev = res.record
-            raise Conflict(f"a reward for item {ev.items[pos]!r} of event {event_id} was already "
-                           f"applied (reward {prev.reward if prev else '?'}); rewards apply once",
-                           "event_id")
-        assert res.record is not None
-        self.sync()
-        fault("reward.after_apply")
-        return res.record
+            return position
+        raise ServiceError("name the rewarded item (or its position)", "item")
 
     def _fetch_served(self, recs: Sequence[RewardRecord]) -> dict[str, tuple[RankEvent, _Served] | None]:
         """For rewards of events no longer in memory: the logged event and what its rank saw,

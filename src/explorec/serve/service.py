@@ -7,17 +7,20 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-from starlette.concurrency import run_in_threadpool
+from typing import Any, Generic, TypeVar
 
 from explorec.errors import ExploRecError
 from explorec.serve.artifact import load_service_artifact
 from explorec.serve.config import ServiceConfig
-from explorec.serve.engine import Engine
+from explorec.serve.engine import Engine, RankCall, RankResult, RewardCall
 from explorec.serve.erasure import Eraser
-from explorec.serve.stores import Store, open_store
+from explorec.serve.stores import RankEvent, RewardRecord, Store, open_store
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger("explorec.serve")
 
@@ -36,6 +39,9 @@ class Service:
         self.eraser.resume()
         self.started = time.time()
         self.reloads = 0
+        # store I/O of the hot path (history reads, slate-log commits) runs on these threads,
+        # never on the event loop; a few are enough: each call carries a whole batch
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explorec-store")
         # load the text encoder now (a sentence-transformers model takes seconds), so that the
         # first PUT /v1/items is as fast as the others
         threading.Thread(target=self._warm_encoder, daemon=True, name="encoder-warmup").start()
@@ -85,47 +91,116 @@ class Service:
         if not resolved.is_relative_to(root):
             raise ExploRecError(f"artifact {resolved} is outside the artifact root {root}")
 
+    async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the store-I/O threads, awaited from the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
     def close(self) -> None:
+        self.io.shutdown(wait=True)
         self.eraser.close()
         with contextlib.suppress(Exception):
             self.engine.snapshot()
         self.store.close()
 
 
-class SlateLog:
-    """Group commit of served slates from the event loop.
+class MicroBatcher(Generic[T, R]):
+    """Batching of requests on the event loop (group commit, generalised).
 
-    A rank request adds its slate and waits; one writer task takes every slate pending at that
-    moment, writes them in one durable store write (one thread hop, one fsync) and then
-    releases all their answers. While a write is in flight the next batch gathers, so under
-    load many answers share one commit, and no answer leaves before its slate is durable.
+    A request adds its item and waits; one task takes every item pending at that moment,
+    hands them to ``process`` (a coroutine function: list of items -> list of results or
+    exceptions, in order) and releases their answers. While a batch is in ``process`` the next
+    one gathers: at one request in flight nothing waits for anything, under load the fixed
+    cost of a call (a thread hop, an fsync, a model call) is shared by the batch. Each request
+    gets its own result or its own error; an error of the whole call reaches every request of
+    the batch.
     """
 
-    max_batch = 256
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+    def __init__(self, process: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
+                 max_batch: int = 64) -> None:
+        self.process = process
+        self.max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
 
-    async def write(self, event: Any) -> None:
+    async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((event, fut))
+        fut: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, fut))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
-        await fut
+        return await fut
 
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             try:
-                await run_in_threadpool(self.store.log_ranks, [e for e, _ in batch])
-            except Exception as e:  # every waiting request gets the error (503), none is lost
+                outs = await self.process([x for x, _ in batch])
+            except Exception as e:  # every waiting request gets the error (503 or 500)
                 for _, f in batch:
                     if not f.done():
                         f.set_exception(e)
-            else:
-                for _, f in batch:
-                    if not f.done():
-                        f.set_result(None)
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            for (_, f), o in zip(batch, outs, strict=True):
+                if f.done():  # a client that went away
+                    continue
+                if isinstance(o, BaseException):
+                    f.set_exception(o)
+                else:
+                    f.set_result(o)
+
+
+class RankBatcher(MicroBatcher[RankCall, tuple[RankResult, RankEvent]]):
+    """Rank requests in micro-batches: their store reads (heads, histories) in one call on an
+    I/O thread (:meth:`Engine.read_for_ranks`), their slates in one in-memory pass on the
+    loop (:meth:`Engine.compute_ranks`: one base-model scoring, one policy call per group; in
+    a thread it would fight the loop for the GIL). Not yet durable: see :class:`SlateLog`."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(self._ranks)
+        self.service = service
+
+    async def rank(self, call: RankCall) -> tuple[RankResult, RankEvent]:
+        return await self.submit(call)
+
+    async def _ranks(self, calls: list[RankCall]) -> list[Any]:
+        eng = self.service.engine  # one engine per batch, even across a hot swap
+        hists = await self.service.run_io(eng.read_for_ranks, [c.user for c in calls])
+        return eng.compute_ranks(hists, calls)
+
+
+class RewardBatcher(MicroBatcher[RewardCall, RewardRecord]):
+    """Rewards in micro-batches: checked, written in one durable store write and learned in
+    one policy update (:meth:`Engine.rewards`), on an I/O thread; each answer leaves after its
+    reward is durable and applied."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(self._rewards)
+        self.service = service
+
+    async def reward(self, call: RewardCall) -> RewardRecord:
+        return await self.submit(call)
+
+    async def _rewards(self, calls: list[RewardCall]) -> list[Any]:
+        return await self.service.run_io(self.service.engine.rewards, calls)  # type: ignore[no-any-return]
+
+
+class SlateLog(MicroBatcher[RankEvent, None]):
+    """Group commit of served slates from the event loop: every slate pending at a moment is
+    written in one durable store write (one thread hop, one fsync) before any of their answers
+    is released; no answer leaves before its slate is durable."""
+
+    def __init__(self, store: Store, io: ThreadPoolExecutor | None = None) -> None:
+        super().__init__(self._log, max_batch=256)
+        self.store = store
+        self.io = io
+
+    async def write(self, event: RankEvent) -> None:
+        await self.submit(event)
+
+    async def _log(self, events: list[RankEvent]) -> list[None]:
+        await asyncio.get_running_loop().run_in_executor(self.io, self.store.log_ranks, events)
+        return [None] * len(events)

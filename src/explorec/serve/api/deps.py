@@ -18,7 +18,7 @@ from fastapi.security import APIKeyHeader
 
 from explorec.serve.config import is_loopback
 from explorec.serve.errors import ServiceError
-from explorec.serve.service import Service, SlateLog
+from explorec.serve.service import RankBatcher, RewardBatcher, Service, SlateLog
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                        description="read, write or admin API key (EXPLOREC_READ_KEYS / "
@@ -35,12 +35,22 @@ async def get_slate_log(request: Request) -> SlateLog:
     return request.app.state.slate_log  # type: ignore[no-any-return]
 
 
+async def get_ranker(request: Request) -> RankBatcher:
+    return request.app.state.ranker  # type: ignore[no-any-return]
+
+
+async def get_rewarder(request: Request) -> RewardBatcher:
+    return request.app.state.rewarder  # type: ignore[no-any-return]
+
+
 async def get_metrics(request: Request) -> Any:
     return request.app.state.metrics
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 SlateLogDep = Annotated[SlateLog, Depends(get_slate_log)]
+RankerDep = Annotated[RankBatcher, Depends(get_ranker)]
+RewarderDep = Annotated[RewardBatcher, Depends(get_rewarder)]
 MetricsDep = Annotated[Any, Depends(get_metrics)]
 
 

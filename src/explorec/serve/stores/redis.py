@@ -285,24 +285,46 @@ class RedisStore(RedisQueries):
             start += batch
 
     def add_reward(self, event: RankEvent, position: int, reward: float, ts: float) -> RewardResult:
-        body = json.dumps({"event_id": event.event_id, "position": position,
-                           "item": event.items[position], "reward": float(reward),
-                           "user": event.user, "ts": ts}, allow_nan=False)
-        hist = (json.dumps([event.items[position], "reward", float(reward), ts], allow_nan=False)
-                if reward > 0 else "")
+        return self.add_rewards([(event, position, reward, ts)])[0]
+
+    def add_rewards(self, rewards: Sequence[tuple[RankEvent, int, float, float]]
+                    ) -> list[RewardResult]:
+        """Each reward by its own atomic script (at most once per (event, position)), the
+        scripts pipelined in one round trip."""
+        args = []
+        for event, position, reward, ts in rewards:
+            body = json.dumps({"event_id": event.event_id, "position": position,
+                               "item": event.items[position], "reward": float(reward),
+                               "user": event.user, "ts": ts}, allow_nan=False)
+            hist = (json.dumps([event.items[position], "reward", float(reward), ts], allow_nan=False)
+                    if reward > 0 else "")
+            args.append([self.prefix, event.event_id, str(position), body, hist, event.user])
         fault("reward.before_write")
-        res = self._call("add_reward", event.event_id, str(position), body, hist, event.user)
+        if len(args) == 1:
+            replies = [self._call("add_reward", *args[0][1:])]
+        else:
+            script = self._scripts["add_reward"]
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                for a in args:
+                    script(args=a, client=pipe)
+                replies = pipe.execute()
+            except self._redis_error as e:
+                raise StoreError(f"Redis store {self.describe()}: {e}") from e
         fault("reward.after_commit")
-        status = int(res[0])
-        if status == 0:
-            return RewardResult("unknown_event")
-        seq = int(res[1])
-        if status == -1:
-            recs = [r for r in self.rewards_for_event(event.event_id) if r.position == position]
-            return RewardResult("duplicate", recs[0] if recs else None)
-        return RewardResult("recorded", RewardRecord(seq, event.event_id, position,
-                                                     event.items[position], float(reward),
-                                                     event.user, ts))
+        out = []
+        for (event, position, reward, ts), res in zip(rewards, replies, strict=True):
+            status = int(res[0])
+            if status == 0:
+                out.append(RewardResult("unknown_event"))
+            elif status == -1:
+                recs = [r for r in self.rewards_for_event(event.event_id) if r.position == position]
+                out.append(RewardResult("duplicate", recs[0] if recs else None))
+            else:
+                out.append(RewardResult("recorded", RewardRecord(int(res[1]), event.event_id, position,
+                                                                 event.items[position], float(reward),
+                                                                 event.user, ts)))
+        return out
 
     def _rewards(self, members: Sequence[bytes]) -> list[RewardRecord]:
         pipe = self._r.pipeline(transaction=False)
@@ -350,10 +372,21 @@ class RedisStore(RedisQueries):
         deduplication runs in a script on the server, only the result is sent."""
         n = limit if limit is not None and limit > 0 else 0
         res = self._call("history", user, "" if upto_seq is None else str(int(upto_seq)), str(n))
-        items = [json.loads(tok) for tok in res[1:]]
-        if limit is not None and limit <= 0:
-            items = items[-limit:]  # the slice semantics of a non-positive limit
-        return items, int(res[0])
+        return _history_reply(res, limit)
+
+    def histories(self, users: Sequence[str], limit: int | None = None
+                  ) -> list[tuple[list[str], int]]:
+        """:meth:`history` of each user: the scripts pipelined in one round trip."""
+        n = str(limit if limit is not None and limit > 0 else 0)
+        script = self._scripts["history"]
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            for u in users:
+                script(args=[self.prefix, u, "", n], client=pipe)
+            replies = pipe.execute()
+        except self._redis_error as e:
+            raise StoreError(f"Redis store {self.describe()}: {e}") from e
+        return [_history_reply(r, limit) for r in replies]
 
     def iter_interactions(self) -> Iterator[Interaction]:
         users = sorted(u.decode() for u in self._r.smembers(self._k("users")))
@@ -543,3 +576,11 @@ class RedisStore(RedisQueries):
             n_in += int(self._r.llen(self._k("u", u.decode(), "h")))
         return {"events": int(self._r.zcard(self._k("evts"))), "rewards": int(self._r.zcard(self._k("rws"))),
                 "interactions": n_in, "items": int(items)}
+
+
+def _history_reply(res: Any, limit: int | None) -> tuple[list[str], int]:
+    """(items, last seq) from the history script's reply."""
+    items = [json.loads(tok) for tok in res[1:]]
+    if limit is not None and limit <= 0:
+        items = items[-limit:]  # the slice semantics of a non-positive limit
+    return items, int(res[0])

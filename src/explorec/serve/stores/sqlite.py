@@ -231,24 +231,34 @@ class SQLiteStore(SQLiteQueries):
             last_ts, last_id = rows[-1][0], rows[-1][1]
 
     def add_reward(self, event: RankEvent, position: int, reward: float, ts: float) -> RewardResult:
+        return self.add_rewards([(event, position, reward, ts)])[0]
+
+    def add_rewards(self, rewards: Sequence[tuple[RankEvent, int, float, float]]
+                    ) -> list[RewardResult]:
+        """Every reward in one transaction (one fsync); each applies at most once."""
         fault("reward.before_write")
+        out: list[tuple[str, Any]] = []
         with self._tx() as c:
-            if c.execute("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)).fetchone() is None:
-                return RewardResult("unknown_event")
-            cur = c.execute(
-                "INSERT OR IGNORE INTO rewards(event_id, position, item, reward, user, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (event.event_id, position, event.items[position], float(reward), event.user, ts))
-            inserted = cur.rowcount == 1
-            if inserted and reward > 0:
-                c.execute("INSERT INTO interactions(user, item, kind, value, ts) VALUES (?, ?, ?, ?, ?)",
-                          (event.user, event.items[position], "reward", float(reward), ts))
-            row = c.execute("SELECT seq, event_id, position, item, reward, user, ts FROM rewards "
-                            "WHERE event_id = ? AND position = ?", (event.event_id, position)).fetchone()
+            for event, position, reward, ts in rewards:
+                if c.execute("SELECT 1 FROM events WHERE event_id = ?",
+                             (event.event_id,)).fetchone() is None:
+                    out.append(("unknown_event", None))
+                    continue
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO rewards(event_id, position, item, reward, user, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.event_id, position, event.items[position], float(reward), event.user, ts))
+                inserted = cur.rowcount == 1
+                if inserted and reward > 0:
+                    c.execute("INSERT INTO interactions(user, item, kind, value, ts) VALUES (?, ?, ?, ?, ?)",
+                              (event.user, event.items[position], "reward", float(reward), ts))
+                row = c.execute("SELECT seq, event_id, position, item, reward, user, ts FROM rewards "
+                                "WHERE event_id = ? AND position = ?", (event.event_id, position)).fetchone()
+                out.append(("recorded" if inserted else "duplicate", row))
             fault("reward.in_transaction")
         fault("reward.after_commit")
-        rec = RewardRecord(*row)
-        return RewardResult("recorded" if inserted else "duplicate", rec)
+        return [RewardResult(st) if row is None else RewardResult(st, RewardRecord(*row))
+                for st, row in out]
 
     def rewards_since(self, seq: int, limit: int = 10_000) -> list[RewardRecord]:
         rows = self._r().execute(
@@ -302,6 +312,19 @@ class SQLiteStore(SQLiteQueries):
         if limit is not None and limit <= 0:
             items = items[-limit:]  # the slice semantics of a non-positive limit
         return items, int(seq or 0)
+
+    def histories(self, users: Sequence[str], limit: int | None = None
+                  ) -> list[tuple[list[str], int]]:
+        """:meth:`history` of each user, all read in one snapshot."""
+        c = self._r()
+        own_tx = not c.in_transaction
+        if own_tx:
+            c.execute("BEGIN")
+        try:
+            return [self.history(u, limit=limit) for u in users]
+        finally:
+            if own_tx:
+                c.execute("COMMIT")
 
     def iter_interactions(self) -> Iterator[Interaction]:
         last = 0

@@ -1,7 +1,8 @@
 """``POST /v1/reward`` and ``POST /v1/events``: what the policy and the histories learn from.
 
-Handlers are plain functions: FastAPI runs them in its thread pool, so their store writes
-(group-committed, durable before the answer) never block the event loop.
+Rewards are batched on the event loop (:class:`explorec.serve.service.RewardBatcher`) and
+written on an I/O thread; events are a plain function that FastAPI runs in its thread pool.
+Either way the store writes (durable before the answer) never block the event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from explorec.serve.api.deps import WRITE, MetricsDep, ServiceDep
+from explorec.serve.api.deps import WRITE, MetricsDep, RewarderDep, ServiceDep
 from explorec.serve.api.schemas import (
     ERRORS,
     ErrorOut,
@@ -20,6 +21,7 @@ from explorec.serve.api.schemas import (
     RewardRequest,
     RewardResponse,
 )
+from explorec.serve.engine import RewardCall
 from explorec.serve.errors import ServiceError
 from explorec.serve.stores import Interaction
 
@@ -33,9 +35,11 @@ _OUTCOME = {404: "unknown", 409: "duplicate", 410: "late"}
                         409: {"model": ErrorOut, "description": "reward already applied"},
                         410: {"model": ErrorOut, "description": "past the reward window"}},
              summary="Reward one shown item; the policy learns from it before this returns")
-def reward(body: RewardRequest, service: ServiceDep, metrics: MetricsDep) -> dict[str, Any]:
+async def reward(body: RewardRequest, rewarder: RewarderDep, metrics: MetricsDep) -> dict[str, Any]:
+    # batched with the other rewards of the moment: one durable write, one policy update, on
+    # an I/O thread; the answer leaves once this reward is durable and learned
     try:
-        rec = service.engine.reward(body.event_id, body.reward, item=body.item, position=body.position)
+        rec = await rewarder.reward(RewardCall(body.event_id, body.reward, body.item, body.position))
     except ServiceError as e:
         metrics.rewards.labels(_OUTCOME.get(e.status, "invalid")).inc()
         raise

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from explorec.serve.api.deps import READ, ServiceDep, SlateLogDep
+from explorec.serve.api.deps import READ, RankerDep, SlateLogDep
 from explorec.serve.api.schemas import ERRORS, RankRequest, RankResponse, UserPath
+from explorec.serve.engine import RankCall
 
 router = APIRouter(tags=["rank"])
 
@@ -23,29 +23,25 @@ def rank_response(r: Any) -> JSONResponse:
 
 @router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
              summary="Rank items for a user; the slate is logged with propensities")
-async def rank(body: RankRequest, service: ServiceDep, slate_log: SlateLogDep) -> JSONResponse:
-    # store reads (the heads, the user's history) run in a worker thread, never on the event
-    # loop; the slate itself is short in-memory work (in a worker thread it would fight the
-    # loop for the GIL); the durable log write is group-committed with the other slates of
-    # the moment (SlateLog)
-    eng = service.engine
+async def rank(body: RankRequest, ranker: RankerDep, slate_log: SlateLogDep) -> JSONResponse:
+    # the ranker batches the requests of the moment: their store reads (heads, histories) in
+    # one call on an I/O thread, never on the event loop, then their slates in one in-memory
+    # pass on the loop (in a thread it would fight the loop for the GIL); the durable log
+    # write is group-committed with the other slates of the moment (SlateLog)
     ctx = body.context
-    h = await run_in_threadpool(eng.read_for_rank, body.user)
-    r, event = eng.compute_rank(
-        h, body.user, body.k, candidates=body.candidates, exclude=body.exclude,
+    r, event = await ranker.rank(RankCall(
+        body.user, body.k, candidates=body.candidates, exclude=body.exclude,
         features=ctx.features if ctx else None,
         context={"attributes": ctx.attributes} if ctx and ctx.attributes else None,
-        explain=body.explain)
+        explain=body.explain))
     await slate_log.write(event)
     return rank_response(r)
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RankResponse, dependencies=READ,
             responses=ERRORS, summary="Top-k for a user (logged like /v1/rank)")
-async def recommendations(user_id: UserPath, service: ServiceDep, slate_log: SlateLogDep,
+async def recommendations(user_id: UserPath, ranker: RankerDep, slate_log: SlateLogDep,
                           k: Annotated[int, Query(ge=1, le=1000)] = 10) -> JSONResponse:
-    eng = service.engine
-    h = await run_in_threadpool(eng.read_for_rank, user_id)
-    r, event = eng.compute_rank(h, user_id, k)
+    r, event = await ranker.rank(RankCall(user_id, k))
     await slate_log.write(event)
     return rank_response(r)
