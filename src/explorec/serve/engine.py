@@ -18,6 +18,7 @@ history, calibrated to the model's score scale (the model itself is unchanged un
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -153,8 +154,16 @@ class _Applied:
 
 
 def single_threaded_blas() -> None:
-    """One BLAS thread per process: a server's requests are small, and BLAS threads fighting
-    over the cores make them 10x slower. Set before numpy starts its pools where possible."""
+    """One BLAS/OpenMP thread per process: a server's requests are small, and BLAS threads
+    fighting over the cores (or spinning on the other core while they wait) make them slower.
+
+    Limits the libraries loaded so far (threadpoolctl) and sets the environment that the
+    ones loaded later (scipy's own OpenBLAS, loaded with the artifact) and spawned workers
+    read; an explicit setting in the environment is left as it is. The service calls this at
+    start and again once its artifact is loaded.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     try:
         from threadpoolctl import threadpool_limits
 

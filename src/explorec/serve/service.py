@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from explorec.errors import ExploRecError
 from explorec.serve.artifact import load_service_artifact
 from explorec.serve.config import ServiceConfig
-from explorec.serve.engine import Engine, RankCall, RankResult, RewardCall
+from explorec.serve.engine import Engine, RankCall, RankResult, RewardCall, single_threaded_blas
 from explorec.serve.erasure import Eraser
 from explorec.serve.stores import RankEvent, RewardRecord, Store, open_store
 
@@ -33,6 +33,7 @@ class Service:
         self.store = store or open_store(config.store)
         self.artifact_path = Path(config.artifact)
         self.engine = Engine(load_service_artifact(self.artifact_path), self.store, config.engine)
+        single_threaded_blas()  # again: the artifact may have loaded more BLAS/OpenMP libraries
         self.store.meta_set("artifact_path", str(self.artifact_path.resolve()))
         self._reload_lock = threading.Lock()
         self.eraser = Eraser(self.store)
