@@ -243,11 +243,12 @@ class _ChunkPlan:
             warnings.simplefilter("ignore", ShortListWarning)
             items, scores = later()
         width = items.shape[1]
-        users_col = np.repeat(np.asarray(self.users_map.to_external(users), dtype=object), width)
         ranks = np.tile(np.arange(1, width + 1), len(users))
         valid = items.ravel() >= 0
-        frame = self._rows(users_col[valid], ranks[valid], items.ravel()[valid],
-                           scores.ravel()[valid])
+        # external ids by a take on the id index's own (Arrow-backed) array: no Python object
+        # per row, which made building a chunk's frame cost more than ranking it
+        users_col = self._external("users", np.repeat(users, width)[valid])
+        frame = self._rows(users_col, ranks[valid], items.ravel()[valid], scores.ravel()[valid])
         if self.explain:
             because = _because(self.m, users, items, self.items_map)
             frame["because"] = [b for b, ok in zip(because, valid, strict=True) if ok]
@@ -268,10 +269,20 @@ class _ChunkPlan:
             frame["because"] = [[] for _ in range(len(frame))]  # new users: no history
         return self._item_cells(frame)
 
-    def _rows(self, users: np.ndarray, ranks: np.ndarray, items: np.ndarray,
+    def _external(self, which: str, internal: np.ndarray) -> Any:
+        """External ids of internal ``users`` or ``items`` as a pandas string array, taken
+        from the whole id list converted once: no Python object per output row (converting
+        each chunk's object array cost more than ranking it)."""
+        cache = self.__dict__.setdefault("_ext", {})
+        if which not in cache:
+            ids = (self.users_map if which == "users" else self.items_map).ids
+            cache[which] = pd.array(np.asarray(ids, dtype=object), dtype="str")
+        return cache[which].take(np.asarray(internal, dtype=np.int64))
+
+    def _rows(self, users: Any, ranks: np.ndarray, items: np.ndarray,
               scores: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({self.columns["user"]: users, "rank": ranks,
-                             self.columns["item"]: self.items_map.to_external(items),
+                             self.columns["item"]: self._external("items", items),
                              "score": scores})
 
     def _item_cells(self, frame: pd.DataFrame) -> pd.DataFrame:
