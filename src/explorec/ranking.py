@@ -60,6 +60,26 @@ def check_k(k: object, what: str = "k") -> int:
     return int(k)
 
 
+def _topk_inputs(scores: np.ndarray, k: int, rows: np.ndarray | None, cols: np.ndarray | None
+                 ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """:func:`topk`'s and :func:`top_set`'s arguments checked: float scores with NaN as
+    ``-inf``, ``k`` capped at the row length, row ids (n,) and column ids ((m,) or (n, m))."""
+    k = check_k(k)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (rows, items), got shape {scores.shape}")
+    n, m = scores.shape
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(row_ids) != n:
+        raise ValueError(f"rows has {len(row_ids)} ids for {n} score rows")
+    col_ids = np.arange(m) if cols is None else np.asarray(cols, dtype=np.int64)
+    if col_ids.shape not in ((m,), (n, m)):
+        raise ValueError(f"cols has shape {col_ids.shape}, scores {scores.shape}")
+    return scores, min(k, m), row_ids, col_ids
+
+
 def topk(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
          cols: np.ndarray | None = None, seed: int = DEFAULT_SEED) -> np.ndarray:
     """Indices of the ``k`` highest scores of each row of (n, m) ``scores``, best first.
@@ -70,25 +90,10 @@ def topk(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     ``-inf``. Returns an (n, min(k, m)) int64 array; callers that exclude items with
     ``-inf`` check which of the returned entries are finite (see :func:`top_items`).
     """
-    k = check_k(k)
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (rows, items), got shape {scores.shape}")
+    scores, k, row_ids, col_ids = _topk_inputs(scores, k, rows, cols)
     n, m = scores.shape
-    k = min(k, m)
     if n == 0 or k == 0:
         return np.zeros((n, k), dtype=np.int64)
-    if np.isnan(scores).any():
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    if cols is None:
-        col_ids = np.arange(m)
-    else:
-        col_ids = np.asarray(cols, dtype=np.int64)
-        if col_ids.shape not in ((m,), (n, m)):
-            raise ValueError(f"cols has shape {col_ids.shape}, scores {scores.shape}")
-    if len(row_ids) != n:
-        raise ValueError(f"rows has {len(row_ids)} ids for {n} score rows")
 
     def col_of(r: np.ndarray, c: np.ndarray) -> np.ndarray:
         return col_ids[c] if col_ids.ndim == 1 else col_ids[r, c]
@@ -126,24 +131,12 @@ def top_set(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     >>> sorted(top_set(s, 3)[0].tolist()) == sorted(topk(s, 3)[0].tolist())
     True
     """
-    k = check_k(k)
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (rows, items), got shape {scores.shape}")
+    scores, k, row_ids, col_ids = _topk_inputs(scores, k, rows, cols)
     n, m = scores.shape
-    k = min(k, m)
     if n == 0 or k == 0:
         return np.zeros((n, k), dtype=np.int64)
     if k == m:
         return np.broadcast_to(np.arange(m), (n, m)).copy()
-    if np.isnan(scores).any():
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    if len(row_ids) != n:
-        raise ValueError(f"rows has {len(row_ids)} ids for {n} score rows")
-    col_ids = np.arange(m) if cols is None else np.asarray(cols, dtype=np.int64)
-    if col_ids.shape not in ((m,), (n, m)):
-        raise ValueError(f"cols has shape {col_ids.shape}, scores {scores.shape}")
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
     tied = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k)
