@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,12 @@ def test_health_ready_metrics_docs(client):
     text = client.get("/metrics").text
     assert 'explorec_http_requests_total{method="POST",route="/v1/rank",status="200"}' in text
     assert "explorec_http_request_seconds_bucket" in text and "explorec_items 1682.0" in text
+    # micro-batching counters: every rank went through a batch, a batch holds >= 1 request
+    counts = {(name, kind): float(v) for name, kind, v in re.findall(
+        r'^(explorec_batched_requests|explorec_batches)\{kind="(\w+)"\} (\S+)$', text, re.M)}
+    assert counts[("explorec_batched_requests", "rank")] >= 1
+    for kind in ("rank", "reward", "slate_log"):
+        assert 0 <= counts[("explorec_batches", kind)] <= counts[("explorec_batched_requests", kind)]
 
 
 def test_rank_shape_and_cold_start(client):

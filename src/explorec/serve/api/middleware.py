@@ -169,6 +169,11 @@ class ServiceMetrics:
                           registry=self.registry)
         self.rewards = Counter("explorec_rewards_total", "reward requests by outcome", ["outcome"],
                                registry=self.registry)
+        # micro-batching (serve.service.MicroBatcher): requests / batches = the mean batch size
+        self.batched = Gauge("explorec_batched_requests", "requests answered through micro-batches, "
+                             "by kind (rank, reward, slate_log)", ["kind"], registry=self.registry)
+        self.batches = Gauge("explorec_batches", "micro-batches run, by kind", ["kind"],
+                             registry=self.registry)
 
 
 class RedactedAccessLog(logging.Filter):
