@@ -299,7 +299,21 @@ def job_dask(size: str) -> dict[str, Any]:
     a, b = (pq.read_table(outs[s]) for s in ("single", "processes"))
     return {"single_seconds": times["single"], "dask_seconds": times["processes"],
             "overhead": times["processes"] / times["single"], "identical": bool(a.equals(b)),
-            "rows": a.num_rows}
+            "rows": a.num_rows, "measured": _measured()}
+
+
+def _measured() -> str:
+    """Where and when a job ran (a section measured in a later run than the rest says so)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{time.strftime('%Y-%m-%d', time.gmtime())}, {platform.platform()}, "
+            f"{os.cpu_count()} cores ({cpu}), load average {os.getloadavg()[0]:.1f}")
 
 
 JOBS = {"fit": job_fit, "batch": job_batch, "ann": job_ann, "dask": job_dask}
@@ -387,10 +401,17 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
     env = environment()
     load = os.getloadavg()
     cmd = "python benchmarks/scale.py" + (" --quick" if args.quick else "")
+    machine = (f"{env['platform']}, {env['cpu_count']} cores (shared), load average "
+               f"{load[0]:.1f} at the end")
+    if "fit" in set(args.only.split(",")) or "meta/machine" not in results:
+        results["meta/machine"] = machine  # the run that measures the fits names the machine
+        store = out / "scale" / f"{tag}.json"
+        if store.exists():
+            atomic_write_json(store, results)
     lines = [f"# Scale ({', '.join(sizes)} synthetic events)", "",
-             f"Machine: {env['platform']}, {env['cpu_count']} cores (shared), load average "
-             f"{load[0]:.1f} at the end. Seed 2020. Command: `{cmd}`. Each figure comes from a "
-             "fresh process; RSS is its peak resident memory.", ""]
+             f"Machine: {results['meta/machine']}. Seed 2020. Command: `{cmd}`. Each figure "
+             "comes from a fresh process; RSS is its peak resident memory. A section measured "
+             "in a later run names its own machine and date.", ""]
     lines += ["## Data (`explorec.data.synthetic.generate`)", "",
               "| size | users | items | events | generate s | peak RSS GB |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -503,6 +524,10 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
             lines.append(f"error: {d['error']}")
             failures.append("dask: " + d["error"][:200])
         else:
+            if "measured" in d:
+                lines.append(f"Measured {d['measured']} (`python benchmarks/scale.py --sizes "
+                             f"{big} --only dask`).")
+                lines.append("")
             lines.append(f"- one process {d['single_seconds']:.1f} s, Dask {d['dask_seconds']:.1f} s: "
                          f"ratio {d['overhead']:.2f} (goal <= {GOALS['dask_overhead']}); output "
                          f"identical: {d['identical']} ({d['rows']:,} rows)")

@@ -29,6 +29,19 @@ def test_cluster_has_two_workers(client):
     assert len(client.scheduler_info()["workers"]) == 2
 
 
+def test_workers_start_with_the_malloc_settings(client):
+    """Both glibc thresholds reach the workers (Dask's trim threshold alone makes every large
+    array a fresh mmap: docs/scale.md), beside Dask's own one-BLAS-thread setting."""
+    import os
+
+    def env() -> dict:
+        return {k: os.environ.get(k) for k in (*scale.WORKER_MALLOC, "OMP_NUM_THREADS")}
+
+    want = {k: str(v) for k, v in scale.WORKER_MALLOC.items()}
+    for got in client.run(env).values():
+        assert {k: got[k] for k in want} == want and got["OMP_NUM_THREADS"] == "1"
+
+
 @pytest.mark.parametrize("which", [1, 2])
 def test_batch_recommend_identical(client, fitted, which):
     model = fitted[which]

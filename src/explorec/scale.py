@@ -43,6 +43,25 @@ def _send(client: Any, objs: list[Any]) -> list[Any]:
     return [cache[id(o)][1] for o in objs]
 
 
+#: glibc malloc settings for the workers explorec starts (bytes). Dask's default sets only
+#: ``MALLOC_TRIM_THRESHOLD_`` (64 KiB), and setting it switches off glibc's moving mmap
+#: threshold: every array over 128 KiB is then a fresh mmap, faulted in page by page and
+#: unmapped when freed. Scoring blocks are tens of MB, allocated once per tile: measured on
+#: the 20M-event batch job, 10.5 million page faults and 36 s of system time with Dask's
+#: default against 0.36 million and 10 s with these (64.6 s -> 48.5 s; one process 47.8 s).
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
+
+
+def worker_environ() -> dict[str, Any]:
+    """The Dask config for the workers of a :func:`dask_client` ``LocalCluster``: Dask's own
+    pre-spawn environment (one BLAS thread, ...) with :data:`WORKER_MALLOC`."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.update(WORKER_MALLOC)
+    return {"distributed.nanny.pre-spawn-environ": env}
+
+
 def _distributed() -> Any:
     return require("distributed", "a Dask scheduler", "pip install 'explorec[scale]'")
 
@@ -68,9 +87,12 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         return
     dist = _distributed()
     if scheduler == "processes":
+        import dask
+
         workers = n_workers or os.cpu_count() or 1
-        with dist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None) as cluster, dist.Client(cluster) as client:
+        with dask.config.set(worker_environ()), dist.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None) as cluster, dist.Client(cluster) as client:
             try:
                 yield client
             finally:
@@ -328,5 +350,6 @@ def gather(handles: Sequence[Any], *, client: Any = None) -> list[Any]:
     return values
 
 
-__all__ = ["check_scheduler", "dask_client", "evaluate", "fan_out", "gather", "n_workers",
-           "partitions", "recommend", "recommend_later", "release", "share", "submit"]
+__all__ = ["WORKER_MALLOC", "check_scheduler", "dask_client", "evaluate", "fan_out", "gather",
+           "n_workers", "partitions", "recommend", "recommend_later", "release", "share", "submit",
+           "worker_environ"]
