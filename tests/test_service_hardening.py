@@ -37,29 +37,22 @@ def _connect(srv: ServiceProcess) -> socket.socket:
 
 def _read_all(s: socket.socket, limit: float = 10.0) -> bytes:
     """Everything the server sends until it closes the connection (or ``limit`` seconds)."""
-    s.settimeout(limit)
-    out = b""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
+    return _read(s, limit, whole_response=False)
 
 
 def _read_response(s: socket.socket, limit: float = 10.0) -> bytes:
     """One whole response (its head and ``content-length`` bytes of body) on a connection the
     server may keep open, or what came before it closed (or ``limit`` seconds)."""
+    return _read(s, limit, whole_response=True)
+
+
+def _read(s: socket.socket, limit: float, *, whole_response: bool) -> bytes:
     s.settimeout(limit)
     out = b""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         head, sep, body = out.partition(b"\r\n\r\n")
-        if sep:
+        if whole_response and sep:
             length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
                            if line.lower().startswith(b"content-length:")), 0)
             if len(body) >= length:
