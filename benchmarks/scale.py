@@ -149,11 +149,18 @@ def job_fit(size: str, model: str) -> dict[str, Any]:
     if model == "ials":
         m.save(CACHE / f"ials-{size}")
     if model == "two-tower":
-        train_s = float(m.train_result_.seconds)
+        # the timed steps are extrapolated to a full epoch; the epoch's set-up (a shuffle of
+        # every interaction), validation and the item-text encoding happen once an epoch
+        # whatever its steps, so they are counted once
+        h = m.train_result_.history[0]
         batches = math.ceil(inter.matrix().nnz / m.batch_size)
-        steps = min(batches, int(params["steps_per_epoch"]))
-        out.update(train_seconds=train_s, steps=steps, batches_per_epoch=batches,
-                   epoch_seconds_extrapolated=out["seconds"] - train_s + train_s * batches / steps)
+        steps = int(h["steps"])
+        once = out["seconds"] - h["step_seconds"]
+        out.update(train_seconds=float(m.train_result_.seconds), steps=steps,
+                   batches_per_epoch=batches, step_ms=1000 * h["step_seconds"] / steps,
+                   epoch_setup_seconds=h["setup_seconds"],
+                   epoch_seconds_extrapolated=once + h["step_seconds"] * batches / steps)
+    out["measured"] = _measured()
     return out
 
 
@@ -369,8 +376,12 @@ def main() -> int:
 
     if "data" in only or not all(data_path(s).joinpath("done.json").exists() for s in sizes):
         for s in sizes:
-            keep(f"data/{s}", run_job("data", s, timeout=args.timeout)
-                 if not data_path(s).joinpath("done.json").exists() else make_data(s))
+            info = (run_job("data", s, timeout=args.timeout)
+                    if not data_path(s).joinpath("done.json").exists() else make_data(s))
+            # data made only to fill this machine's cache keeps the figures of the run that
+            # the report's header names
+            if "data" in only or f"data/{s}" not in results:
+                keep(f"data/{s}", info)
     if "fit" in only:
         for s in sizes:
             for model in args.models.split(","):
@@ -403,8 +414,10 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
     cmd = "python benchmarks/scale.py" + (" --quick" if args.quick else "")
     machine = (f"{env['platform']}, {env['cpu_count']} cores (shared), load average "
                f"{load[0]:.1f} at the end")
-    if "fit" in set(args.only.split(",")) or "meta/machine" not in results:
+    full_fit = "fit" in set(args.only.split(",")) and set(args.models.split(",")) >= set(FIT_MODELS)
+    if full_fit or "meta/machine" not in results:
         results["meta/machine"] = machine  # the run that measures the fits names the machine
+        results["meta/fit_run"] = _measured()
         store = out / "scale" / f"{tag}.json"
         if store.exists():
             atomic_write_json(store, results)
@@ -445,12 +458,21 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {growth} |")
     lines.append("")
     tt = {s: results.get(f"fit/{s}/two-tower", {}) for s in sizes}
-    if all("train_seconds" in r for r in tt.values()):
+    if all("step_ms" in r for r in tt.values()):
         lines.append("- two-tower: " + "; ".join(
-            f"{s}: {r['steps']:,} steps of {r['batches_per_epoch']:,} in an epoch took "
-            f"{r['train_seconds']:.0f} s of training ({r['seconds'] - r['train_seconds']:.0f} s "
-            f"encoding item text), a full epoch at that rate {r['epoch_seconds_extrapolated']:.0f} s"
-            for s, r in tt.items()) + " (its growth exponent is over these epoch figures)")
+            f"{s}: {r['steps']:,} steps of {r['batches_per_epoch']:,} in an epoch, "
+            f"{r['step_ms']:.0f} ms a step, the epoch's set-up (shuffling every interaction) "
+            f"{r['epoch_setup_seconds']:.1f} s, encoding item text "
+            f"{r['seconds'] - r['train_seconds']:.0f} s; a full epoch at that rate "
+            f"{r['epoch_seconds_extrapolated']:.0f} s" for s, r in tt.items())
+            + " (its growth exponent is over these epoch figures: the steps extrapolated, the "
+            "once-an-epoch work counted once)")
+    # rows measured after the run that named the machine above say where and when
+    later = sorted({f"{m} ({r['measured']})" for m in FIT_MODELS for s in sizes
+                    if "measured" in (r := results.get(f"fit/{s}/{m}", {}))
+                    and r["measured"] != results.get("meta/fit_run")})
+    if later:
+        lines.append("- measured in a later run than the rest of the table: " + "; ".join(later))
     for s in sizes:
         a, b = results.get(f"fit/{s}/ials", {}), results.get(f"fit/{s}/implicit", {})
         if "cpu_seconds" in a and "cpu_seconds" in b:

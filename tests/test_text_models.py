@@ -381,12 +381,62 @@ def test_two_tower_large_data_path_draws_histories_from_sparse_rows(monkeypatch)
     assert sorted(table.tolist()) == [2, 3, 4, 5, 7]  # 9 and 0 are only in masked slots
     assert (table[hist_idx][mask] == hist[mask]).all() and (table[pos_idx] == pos).all()
 
+    # the shuffle is lexsort's order (rows in turn, each by its keys), from one argsort
+    big = sp.random(300, 50, density=0.3, format="csr", random_state=3)
+    gen, again = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    keys = torch.rand(big.nnz, generator=again).numpy()
+    row = np.repeat(np.arange(300), np.diff(big.indptr))
+    order = np.lexsort((keys, row))
+    expect = np.zeros((300, 50), np.int64)
+    rank = np.arange(big.nnz) - big.indptr[row]
+    expect[row, rank] = big.indices[order]
+    np.testing.assert_array_equal(two_tower._random_rows(big, 50, gen), expect)
+
     monkeypatch.setattr(two_tower, "_PADDED_CELLS", 10)
     monkeypatch.setattr(two_tower, "_FULL_TOWER_ITEMS", 10)
     ds = generate(n_users=120, n_items=90, n_interactions=1500, seed=4)
     m = create_model("two-tower", encoder="tfidf", epochs=1, progress=False, batch_size=128)
     m.fit(ds.interactions, catalog=ds.catalog)
     assert np.isfinite(m.score(np.arange(5))).all()
+
+
+def test_two_tower_large_catalog_steps_touch_only_the_batch_rows(monkeypatch):
+    """Above the full-tower catalog size the item ID tables train with sparse gradients
+    (SparseAdam): a step changes only the ID rows its batch used, so a step's cost does not
+    grow with the catalog; weight decay still reaches those rows (through the loss)."""
+    import torch
+
+    from explorec.models import two_tower
+
+    monkeypatch.setattr(two_tower, "_FULL_TOWER_ITEMS", 10)
+    built = []
+    real = two_tower._build_module
+
+    def spy(*a, **kw):
+        net = real(*a, **kw)
+        built.append((kw.get("sparse"), {k: v.detach().clone() for k, v in net.state_dict().items()}))
+        return net
+
+    monkeypatch.setattr(two_tower, "_build_module", spy)
+    ds = generate(n_users=200, n_items=400, n_interactions=3000, seed=4)
+    m = create_model("two-tower", encoder="tfidf", epochs=1, progress=False, batch_size=16,
+                     steps_per_epoch=1, id_dropout=0.0)
+    m.fit(ds.interactions, catalog=ds.catalog)
+    sparse, before = built[0]
+    assert sparse is True and m.net_.item_id.sparse and m.net_.id_bias.sparse
+    after = m.net_.item_id.weight.detach()
+    changed = (after != before["item_id.weight"]).any(1)
+    # one batch of 16 targets and their histories: some rows, far from all of them
+    assert 0 < int(changed.sum()) < 200
+    assert torch.equal(after[~changed], before["item_id.weight"][~changed])
+    assert not torch.equal(m.net_.item_mlp[0].weight, before["item_mlp.0.weight"])  # dense: Adam
+    h = m.train_result_.history[0]
+    assert h["steps"] == 1 and h["step_seconds"] > 0 and h["setup_seconds"] >= 0
+    # the full loss scores every item each step: dense tables there
+    built.clear()
+    create_model("two-tower", encoder="tfidf", epochs=1, progress=False, loss="full",
+                 steps_per_epoch=1).fit(ds.interactions, catalog=ds.catalog)
+    assert built[0][0] is False
 
 
 def test_steps_per_epoch_bounds_each_epoch():
@@ -409,6 +459,7 @@ def test_steps_per_epoch_bounds_each_epoch():
     res = train(net, batches, step, lambda: -float(len(seen)),
                 TrainConfig(epochs=3, patience=5, steps_per_epoch=4, progress=False), n_batches=10)
     assert res.epochs_run == 3 and seen == [0] * 4 + [1] * 4 + [2] * 4
+    assert [h["steps"] for h in res.history] == [4, 4, 4]
     seen.clear()
     train(net, batches, step, lambda: 0.0, TrainConfig(epochs=1, progress=False), n_batches=10)
     assert len(seen) == 10

@@ -39,6 +39,9 @@ class TrainConfig:
     # batches per epoch (validation and early stopping after each); None: one full pass.
     # On tens of millions of events a pass is hours; an epoch of N steps validates sooner.
     steps_per_epoch: int | None = None
+    # the model adds weight decay for its sparse embedding tables to the loss itself (the
+    # rows a batch touches); ``weight_decay`` then applies to the dense parameters only
+    sparse_decay_in_loss: bool = False
 
 
 @dataclass
@@ -109,7 +112,13 @@ def train(
                 total_steps = int(config.steps_per_epoch)
             task = progress.add_task(f"{name} epoch {epoch + 1}", total=total_steps) if progress else None
             total, count = 0.0, 0
+            # where an epoch's time goes: its set-up (until the first batch: e.g. a shuffle
+            # of every interaction), the steps (batches drawn and trained), validation
+            t_epoch = time.perf_counter()
+            setup_s = 0.0
             for batch in itertools.islice(batches(epoch, rng), config.steps_per_epoch):
+                if count == 0:
+                    setup_s = time.perf_counter() - t_epoch
                 opt.zero_grad(set_to_none=True)
                 loss = step(batch)
                 loss.backward()
@@ -120,12 +129,16 @@ def train(
                 count += 1
                 if progress:
                     progress.advance(task)
+            t_valid = time.perf_counter()
             module.eval()
             with torch.no_grad():
                 metric = float(validate())
             if progress:
                 progress.remove_task(task)
-            rec = {"epoch": epoch + 1, "loss": total / max(1, count), "valid_ndcg@10": metric}
+            rec = {"epoch": epoch + 1, "loss": total / max(1, count), "valid_ndcg@10": metric,
+                   "steps": count, "setup_seconds": setup_s,
+                   "step_seconds": t_valid - t_epoch - setup_s,
+                   "validate_seconds": time.perf_counter() - t_valid}
             history.append(rec)
             if writer is not None:
                 writer.add_scalar("loss/train", rec["loss"], epoch)
@@ -188,7 +201,7 @@ def _optimizer(module: Any, config: TrainConfig) -> Any:
         except (RuntimeError, TypeError):  # pragma: no cover - older torch / unsupported device
             parts.append(torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay))
     if sparse:
-        if config.weight_decay:
+        if config.weight_decay and not config.sparse_decay_in_loss:
             raise ValueError("weight_decay is not supported with sparse embeddings (SparseAdam); "
                              "use the model's own L2 penalty (reg)")
         parts.append(torch.optim.SparseAdam(sparse, lr=config.lr))
