@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sparse_topk.py
 	$(BIN)/python benchmarks/parquet_dir.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/two_tower_ids.py --output benchmarks/results
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/rank_batching.py --output benchmarks/results
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results

@@ -468,7 +468,7 @@ def report(results: dict[str, Any], sizes: list[str], out: Path, tag: str,
             + " (its growth exponent is over these epoch figures: the steps extrapolated, the "
             "once-an-epoch work counted once)")
     # rows measured after the run that named the machine above say where and when
-    later = sorted({f"{m} ({r['measured']})" for m in FIT_MODELS for s in sizes
+    later = sorted({f"{m} at {s} ({r['measured']})" for m in FIT_MODELS for s in sizes
                     if "measured" in (r := results.get(f"fit/{s}/{m}", {}))
                     and r["measured"] != results.get("meta/fit_run")})
     if later:

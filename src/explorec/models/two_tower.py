@@ -109,6 +109,9 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
     steps_per_epoch : batches per epoch, each epoch a fresh random order (None: one pass
         over every training interaction); validation and early stopping run after each.
     device : None (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    sparse_ids : item ID tables with sparse gradients (SparseAdam; a step updates only the
+        rows its batch used); None: above 8,192 items with the in-batch loss (below, every
+        step runs the item tower over the whole catalog and dense tables are faster).
     """
 
     name = "two-tower"
@@ -139,7 +142,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
                  weight_decay: float = 1e-5, dropout: float = 0.3, seed: int = DEFAULT_SEED,
                  prefix_prob: float = 0.5, device: str | None = None,
                  tensorboard_dir: str | None = None, progress: bool = True,
-                 steps_per_epoch: int | None = None) -> None:
+                 steps_per_epoch: int | None = None, sparse_ids: bool | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.template = template
@@ -160,6 +163,7 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         self.tensorboard_dir = tensorboard_dir
         self.progress = progress
         self.steps_per_epoch = steps_per_epoch
+        self.sparse_ids = sparse_ids
         self.item_text_vectors_: np.ndarray | None = None
         self.item_vectors_: np.ndarray | None = None
         self.item_biases_: np.ndarray | None = None
@@ -191,7 +195,8 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         # (dense Adam updated every row of them at every step: an epoch's cost grew with
         # items x interactions again)
         small_catalog = n_items <= _FULL_TOWER_ITEMS
-        sparse_ids = not small_catalog and self.loss == "inbatch"
+        sparse_ids = (not small_catalog and self.loss == "inbatch" if self.sparse_ids is None
+                      else bool(self.sparse_ids))
         net = _build_module(self.item_text_vectors_.shape[1], n_items, self.dim, self.hidden,
                             self.dropout, sparse=sparse_ids).to(dev)
         self.net_ = net
