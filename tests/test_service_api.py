@@ -496,3 +496,64 @@ def test_retrain_ope_and_hot_swap_without_dropping_requests(server, artifact, wo
             t.join()
     assert not failures, failures[:3]
     assert len(served) >= 2  # requests were answered by both artifacts, none dropped
+
+
+def test_fast_lane_answers_as_the_declared_routes(artifact, work):
+    """``POST /v1/rank`` and ``/v1/reward`` through the fast lane (api/fastlane.py) answer
+    exactly as their declared routes (``EXPLOREC_FAST_LANE=0``): the same status, body (event
+    ids aside) and content type for valid requests, refusals by the engine, bad keys, invalid
+    JSON, schema errors and other content types; the lane takes only the valid ones."""
+    env = {"EXPLOREC_READ_KEYS": READ_KEY, "EXPLOREC_WRITE_KEYS": WRITE_KEY}
+    read, write = {"X-API-Key": READ_KEY}, {"X-API-Key": WRITE_KEY}
+    js = {"Content-Type": "application/json"}
+    rank_cases = [
+        (read, json.dumps({"user": "196", "k": 5})),
+        (read, json.dumps({"user": "196", "k": 10.0, "candidates": ["1", "2", "3", "4"],
+                           "exclude": ["2"]})),
+        (read, json.dumps({"user": "new-user", "k": 3, "explain": True})),
+        (read, json.dumps({"user": "196", "candidates": ["no-such-item"]})),  # engine: 4xx
+        (read, json.dumps({"user": "196", "context": {"features": [1.0, 2.0]}})),
+        (read, '{"user": '), (read, json.dumps({"user": "1", "bogus": 1})),
+        (read, json.dumps({"user": "1", "k": 0})), (read, json.dumps({"user": "1", "k": "10"})),
+        (read, b'{"user": "\xff"}'), ({}, json.dumps({"user": "1"})),
+        ({"X-API-Key": "nope"}, json.dumps({"user": "1"})),
+        ({**read, "Content-Type": "text/plain"}, json.dumps({"user": "1"})),
+    ]
+    answers = []
+    for flag in ("1", "0"):
+        d = work / f"lane-{flag}"
+        srv = ServiceProcess(artifact, f"sqlite:///{d / 'db'}", d,
+                             env={**env, "EXPLOREC_FAST_LANE": flag}).start()
+        try:
+            got = []
+            with httpx.Client(base_url=srv.url, timeout=60) as c:
+                for headers, body in rank_cases:
+                    r = c.post("/v1/rank", content=body, headers={**js, **headers})
+                    got.append(r)
+                ev = got[0].json()["event_id"]
+                item = got[0].json()["items"][2]["item"]
+                for headers, body in [
+                        (write, {"event_id": ev, "item": item, "reward": 1}),
+                        (write, {"event_id": ev, "item": item, "reward": 1}),  # 409
+                        (write, {"event_id": "0" * 32, "position": 0, "reward": 1.0}),  # 404
+                        (write, {"event_id": ev, "position": 99, "reward": 1.0}),
+                        (read, {"event_id": ev, "position": 0, "reward": 1.0}),  # 403
+                        (write, {"event_id": ev, "reward": 1.0}), ({}, {"event_id": ev, "reward": 1})]:
+                    got.append(c.post("/v1/reward", content=json.dumps(body),
+                                      headers={**js, **headers}))
+                metrics = c.get("/metrics").text
+        finally:
+            srv.stop()
+        answers.append(([(r.status_code, r.headers.get("content-type"), r.headers.get("retry-after"),
+                          re.sub(r"[0-9a-f]{32}", "*", r.text))
+                         for r in got], metrics))
+    (fast, fast_metrics), (declared, declared_metrics) = answers
+    for n, (a, b) in enumerate(zip(fast, declared, strict=True)):
+        assert a == b, (n, a, b)
+    assert [a[0] for a in fast] == [200, 200, 200, 422, 422, 422, 422, 422, 422, 422, 401, 401, 422,
+                                    200, 409, 404, 422, 403, 422, 401]
+    # the valid requests and the engine's refusals went through the lane; the rest did not
+    lane = dict(re.findall(r'explorec_fast_lane_requests_total\{route="([^"]+)"\} (\S+)', fast_metrics))
+    assert lane == {"/v1/rank": "5.0", "/v1/reward": "5.0"}
+    assert "explorec_fast_lane_requests_total{" not in declared_metrics
+    assert 'explorec_http_requests_total{method="POST",route="/v1/rank",status="200"} 3.0' in fast_metrics

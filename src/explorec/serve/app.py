@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from explorec.serve.api.errors import install_errors
+from explorec.serve.api.fastlane import FastLane, hot_lanes
 from explorec.serve.api.middleware import (
     BodyLimit,
     Metrics,
@@ -85,6 +86,10 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(dashboard_router)  # /dashboard: read-only pages over the same store
+    if os.environ.get("EXPLOREC_FAST_LANE", "1") != "0":
+        # rank and reward past the framework's per-request machinery, answering as their
+        # routes do (api/fastlane.py); added first, so the metrics and body limit wrap it
+        app.add_middleware(FastLane, lanes=hot_lanes())
     app.add_middleware(Metrics, registry=metrics.registry)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app

@@ -71,9 +71,14 @@ def scope_of(service: Service, key: str | None) -> str | None:
 
 
 def _check(request: Request, key: str | None, needed: str) -> None:
-    service: Service = request.app.state.service
+    authorize(request.app.state.service, key, request.client.host if request.client else "",
+              needed)
+
+
+def authorize(service: Service, key: str | None, host: str, needed: str) -> None:
+    """Refuse (:class:`ServiceError` 401/403) a caller whose ``key`` lacks the ``needed`` scope;
+    ``host`` is the caller's address (keyless services answer loopback callers only)."""
     if not service.config.auth_enabled:
-        host = request.client.host if request.client else ""
         if not is_loopback(host):  # however the app was started, keyless means loopback only
             raise ServiceError("no API keys are configured: only loopback callers are answered",
                                "X-API-Key", 403)

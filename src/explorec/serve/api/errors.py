@@ -62,8 +62,7 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def refused(_: Request, exc: ServiceError) -> JSONResponse:
-        msg = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        return error_response(exc.status, msg, exc.field)
+        return service_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -77,5 +76,16 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def store_down(_: Request, exc: StoreError) -> JSONResponse:
-        log.error("store error: %s", exc)
-        return error_response(503, f"store unavailable: {exc}", None)
+        return store_error_response(exc)
+
+
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    """A refused request (the engine's or the API's own :class:`ServiceError`)."""
+    msg = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    return error_response(exc.status, msg, exc.field)
+
+
+def store_error_response(exc: StoreError) -> JSONResponse:
+    """The store is down: 503 with ``Retry-After``."""
+    log.error("store error: %s", exc)
+    return error_response(503, f"store unavailable: {exc}", None)

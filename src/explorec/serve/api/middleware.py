@@ -174,6 +174,8 @@ class ServiceMetrics:
                              "by kind (rank, reward, slate_log)", ["kind"], registry=self.registry)
         self.batches = Gauge("explorec_batches", "micro-batches run, by kind", ["kind"],
                              registry=self.registry)
+        self.fast_lane = Counter("explorec_fast_lane_requests", "requests answered by the fast "
+                                 "lane (api/fastlane.py), by route", ["route"], registry=self.registry)
 
 
 class RedactedAccessLog(logging.Filter):

@@ -23,6 +23,7 @@ from explorec.serve.api.schemas import (
 )
 from explorec.serve.engine import RewardCall
 from explorec.serve.errors import ServiceError
+from explorec.serve.service import RewardBatcher
 from explorec.serve.stores import Interaction
 
 router = APIRouter(tags=["learn"])
@@ -36,16 +37,21 @@ _OUTCOME = {404: "unknown", 409: "duplicate", 410: "late"}
                         410: {"model": ErrorOut, "description": "past the reward window"}},
              summary="Reward one shown item; the policy learns from it before this returns")
 async def reward(body: RewardRequest, rewarder: RewarderDep, metrics: MetricsDep) -> dict[str, Any]:
-    # batched with the other rewards of the moment: one durable write, one policy update, on
-    # an I/O thread; the answer leaves once this reward is durable and learned
+    return await serve_reward(body, rewarder, metrics)
+
+
+async def serve_reward(body: RewardRequest, rewarder: RewardBatcher, metrics: Any) -> dict[str, Any]:
+    """``POST /v1/reward``'s work, shared by the route and the fast lane (``api/fastlane.py``):
+    batched with the other rewards of the moment (one durable write, one policy update, on an
+    I/O thread); the answer leaves once this reward is durable and learned."""
     try:
         rec = await rewarder.reward(RewardCall(body.event_id, body.reward, body.item, body.position))
     except ServiceError as e:
         metrics.rewards.labels(_OUTCOME.get(e.status, "invalid")).inc()
         raise
     metrics.rewards.labels("applied").inc()
-    return {"event_id": rec.event_id, "item": rec.item, "position": rec.position,
-            "reward": rec.reward, "seq": rec.seq}
+    return RewardResponse(event_id=rec.event_id, item=rec.item, position=rec.position,
+                          reward=rec.reward, seq=rec.seq).model_dump(mode="json")
 
 
 @router.post("/v1/events", response_model=EventsResponse, dependencies=WRITE, responses=ERRORS,

@@ -10,24 +10,30 @@ from fastapi.responses import JSONResponse
 from explorec.serve.api.deps import READ, RankerDep, SlateLogDep
 from explorec.serve.api.schemas import ERRORS, RankRequest, RankResponse, UserPath
 from explorec.serve.engine import RankCall
+from explorec.serve.service import RankBatcher, SlateLog
 
 router = APIRouter(tags=["rank"])
 
 
 def rank_response(r: Any) -> JSONResponse:
+    return JSONResponse(rank_payload(r))
+
+
+def rank_payload(r: Any) -> dict[str, Any]:
     # already the response model's shape: skip re-validating it (the hot path)
-    return JSONResponse({"event_id": r.event_id, "policy": r.policy, "artifact": r.artifact,
-                         "items": [{"item": i.item, "score": i.score, "propensity": i.propensity,
-                                    "explanation": i.explanation} for i in r.items]})
+    return {"event_id": r.event_id, "policy": r.policy, "artifact": r.artifact,
+            "items": [{"item": i.item, "score": i.score, "propensity": i.propensity,
+                       "explanation": i.explanation} for i in r.items]}
 
 
-@router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
-             summary="Rank items for a user; the slate is logged with propensities")
-async def rank(body: RankRequest, ranker: RankerDep, slate_log: SlateLogDep) -> JSONResponse:
-    # the ranker batches the requests of the moment: their store reads (heads, histories) in
-    # one call on an I/O thread, never on the event loop, then their slates in one in-memory
-    # pass on the loop (in a thread it would fight the loop for the GIL); the durable log
-    # write is group-committed with the other slates of the moment (SlateLog)
+async def serve_rank(body: RankRequest, ranker: RankBatcher, slate_log: SlateLog) -> dict[str, Any]:
+    """``POST /v1/rank``'s work, shared by the route and the fast lane (``api/fastlane.py``).
+
+    The ranker batches the requests of the moment: their store reads (heads, histories) in
+    one call on an I/O thread, never on the event loop, then their slates in one in-memory
+    pass on the loop (in a thread it would fight the loop for the GIL); the durable log write
+    is group-committed with the other slates of the moment (SlateLog): no answer leaves before
+    its slate is durable."""
     ctx = body.context
     r, event = await ranker.rank(RankCall(
         body.user, body.k, candidates=body.candidates, exclude=body.exclude,
@@ -35,7 +41,13 @@ async def rank(body: RankRequest, ranker: RankerDep, slate_log: SlateLogDep) -> 
         context={"attributes": ctx.attributes} if ctx and ctx.attributes else None,
         explain=body.explain))
     await slate_log.write(event)
-    return rank_response(r)
+    return rank_payload(r)
+
+
+@router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
+             summary="Rank items for a user; the slate is logged with propensities")
+async def rank(body: RankRequest, ranker: RankerDep, slate_log: SlateLogDep) -> JSONResponse:
+    return JSONResponse(await serve_rank(body, ranker, slate_log))
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RankResponse, dependencies=READ,
