@@ -188,10 +188,6 @@ def _rows(rows: Sequence[np.ndarray], n: int) -> sp.csr_matrix:
                           indptr.astype(np.int32 if small else np.int64)), shape=(len(rows), n))
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 class Engine:
     """Ranks with the artifact's model and policy; learns from the store's rewards."""
 
@@ -674,10 +670,13 @@ class Engine:
         expl = (self._explain(p.ukey, p.hist, items) if call.explain else [[] for _ in items])
         event_id = uuid.uuid4().hex
         ext = ids[items].tolist()
-        scores = [_finite(s) for s in p.scores.tolist()]  # type: ignore[union-attr]
-        props = p.props.tolist()  # type: ignore[union-attr]
-        result = RankResult(event_id, [RankedItem(e, s, pr, x) for e, s, pr, x in
-                                       zip(ext, scores, props, expl, strict=True)],
+        sc = p.scores
+        assert sc is not None and p.props is not None
+        scores = sc.tolist()  # JSON has no inf/nan: a score that is not finite is null
+        if not np.isfinite(sc).all():
+            scores = [s if f else None for s, f in zip(scores, np.isfinite(sc).tolist(), strict=True)]
+        props = p.props.tolist()
+        result = RankResult(event_id, list(map(RankedItem, ext, scores, props, expl)),
                             self.art.policy_name, self.art.artifact_id)
         ev_ctx = dict(call.context or {})
         if call.features is not None:
