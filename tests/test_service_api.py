@@ -4,10 +4,8 @@ artifact trained once on ML-100K (EASE + LinUCB on TF-IDF item vectors) with `ex
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import re
 import shutil
 import signal
@@ -559,59 +557,3 @@ def test_fast_lane_answers_as_the_declared_routes(artifact, work):
     assert lane == {"/v1/rank": "5.0", "/v1/reward": "5.0"}
     assert "explorec_fast_lane_requests_total{" not in declared_metrics
     assert 'explorec_http_requests_total{method="POST",route="/v1/rank",status="200"} 3.0' in fast_metrics
-
-
-def test_workers_each_serve_their_own_socket(artifact, work):
-    """Two workers, one SO_REUSEPORT socket each (serve/sockets.py): connections opened
-    together reach both workers (one shared socket gave them all to whichever woke first);
-    a worker killed with SIGKILL is replaced and its successor serves its socket, so no new
-    connection waits on a socket nobody accepts on."""
-    import psutil
-
-    srv = ServiceProcess(artifact, f"sqlite:///{work / 'workers.db'}", work / "workers",
-                         workers=2).start()
-    port = int(srv.url.rsplit(":", 1)[1])
-
-    def per_worker() -> dict[int, int]:
-        out = {}
-        for child in psutil.Process(srv.proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                out[child.pid] = sum(1 for c in child.net_connections("tcp")
-                                     if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
-        return out
-
-    def ranks(n: int) -> list[httpx.Client]:
-        # opened together, as a client pool does: with one shared socket the first worker
-        # to wake took them all
-        from concurrent.futures import ThreadPoolExecutor
-
-        clients = [httpx.Client(base_url=srv.url, timeout=20) for _ in range(n)]
-        with ThreadPoolExecutor(n) as pool:
-            codes = list(pool.map(lambda c: c.post("/v1/rank", json={"user": "1", "k": 3}).status_code,
-                                  clients))
-        assert codes == [200] * n
-        return clients
-
-    try:
-        clients = ranks(16)
-        counts = per_worker()
-        assert sum(counts.values()) == 16 and sum(1 for v in counts.values() if v > 0) == 2, counts
-        for c in clients:
-            c.close()
-        victim = max(counts, key=counts.get)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:  # uvicorn's supervisor starts a replacement
-            kids = [p for p in psutil.Process(srv.proc.pid).children() if p.pid != victim]
-            if len(kids) >= 2:
-                break
-            time.sleep(0.2)
-        srv.wait_ready(60)
-        time.sleep(3)  # the replacement loads the artifact, then claims the free socket
-        clients = ranks(32)  # every one answered: none hashed to an unserved socket
-        counts = per_worker()
-        assert victim not in counts and sum(1 for v in counts.values() if v > 0) == 2, counts
-        for c in clients:
-            c.close()
-    finally:
-        srv.stop()

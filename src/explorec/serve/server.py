@@ -10,12 +10,9 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from explorec.errors import ExploRecError
 from explorec.serve.config import ServiceConfig, check_bind, is_loopback
@@ -66,7 +63,8 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         os.environ["EXPLOREC_SNAPSHOT_EVERY"] = str(config.engine.snapshot_every)
         os.environ["EXPLOREC_SCAN_MAX_ITEMS"] = str(config.engine.scan_max_items)
         os.environ["EXPLOREC_POPULAR_POOL"] = str(config.engine.popular_pool)
-        _run_workers(host, port, workers, log_level=log_level, access_log=access_log, **guard)
+        uvicorn.run("explorec.serve.app:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, access_log=access_log, **guard)
         return
     from explorec.serve.app import create_app
 
@@ -75,43 +73,6 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     _warn_weak_redis(app)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
                 timeout_graceful_shutdown=30, **guard)
-
-
-def _run_workers(host: str, port: int, workers: int, **kw: Any) -> None:
-    """uvicorn's multi-process supervisor with one ``SO_REUSEPORT`` socket per worker
-    (:mod:`explorec.serve.sockets`: the kernel balances connections over the workers; one
-    shared socket let whichever worker woke first take every pending connection);
-    ``EXPLOREC_REUSEPORT=0`` or a platform without it: uvicorn's one shared socket."""
-    import uvicorn
-
-    from explorec.serve.sockets import WorkerSockets, bind_group, reuseport_available
-
-    app = "explorec.serve.app:create_app_from_env"
-    if not reuseport_available() or os.environ.get("EXPLOREC_REUSEPORT", "1") == "0":
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **kw)
-        return
-    from uvicorn.supervisors import Multiprocess
-
-    config = uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, **kw)
-    lock_dir = tempfile.mkdtemp(prefix="explorec-workers-")
-    try:
-        try:
-            socks = WorkerSockets(bind_group(host, port, workers), lock_dir)
-        except OSError as e:
-            raise ExploRecError(f"cannot listen on {host}:{port}: {e}") from e
-        log.info("listening on http://%s:%d, one socket per worker (%d)", host, port, workers)
-        class Supervisor(Multiprocess):
-            def handle_ttou(self) -> None:
-                # the worker removed would leave its socket with nobody accepting on it
-                log.warning("SIGTTOU ignored: each worker serves its own socket; restart the "
-                            "service with fewer --workers instead")
-
-        try:
-            Supervisor(config, sockets=socks).run()
-        finally:
-            socks.close()
-    finally:
-        shutil.rmtree(lock_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
