@@ -269,12 +269,17 @@ def test_large_catalogs_draw_candidates_from_the_popular_pool(linucb_art):
     assert not set(full.candidates) <= popular  # the scan path ranks the whole catalog
 
 
-def test_a_batch_of_ranks_equals_the_ranks_one_by_one(linucb_art, make_store):
+@pytest.mark.parametrize("pool", ["scan", "popular"])
+def test_a_batch_of_ranks_equals_the_ranks_one_by_one(linucb_art, make_store, pool):
     """compute_ranks (the service's micro-batches) gives each request the slate it gets alone,
-    with its own error in its place; histories come from one batched store read."""
+    with its own error in its place; histories come from one batched store read. Candidates
+    from a scan of the whole catalog or (large catalogs) the best of the popular pool, each
+    partitioned once for the batch."""
     from explorec.serve.engine import RankCall
 
-    a = Engine(linucb_art, make_store(), EngineConfig(pool_size=40))
+    cfg = (EngineConfig(pool_size=40) if pool == "scan"
+           else EngineConfig(pool_size=40, scan_max_items=50, popular_pool=120))
+    a = Engine(linucb_art, make_store(), cfg)
     a.put_item("fresh-1", "space robot heist", {})
     play(a, ["u1", "u2", "new-user"], 7, seed=3)
     calls = [RankCall("u1", 5), RankCall("new-user", 5), RankCall("u2", 3),

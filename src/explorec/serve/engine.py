@@ -726,6 +726,7 @@ class Engine:
                             if i < limit and not self._deleted[i]], np.int64)
         out: list[np.ndarray | ServiceError | None] = [None] * len(preps)
         scan: list[tuple[int, np.ndarray]] = []  # (row, blocked ids): top of the whole catalog
+        popular: list[tuple[int, np.ndarray]] = []  # (row, blocked ids): top of the popular pool
         for r, p in enumerate(preps):
             call = p.call
             excl = {self.index[e] for e in (call.exclude or ()) if e in self.index}
@@ -747,9 +748,13 @@ class Engine:
                 ok[block] = False
                 out[r] = np.flatnonzero(ok)
             elif self._popular is not None:
-                out[r] = self._popular_candidates(S[r], block, fresh, p.tie_user, limit)
+                popular.append((r, block))
             else:
                 scan.append((r, block))
+        if popular:
+            for (r, _), c in zip(popular, self._popular_candidates_many(
+                    S, popular, fresh, [preps[r].tie_user for r, _ in popular], limit), strict=True):
+                out[r] = c
         if scan:
             # one partition for every row that ranks the whole catalog (ties by tie keys)
             rows = [r for r, _ in scan]
@@ -777,22 +782,39 @@ class Engine:
                 out.append(i)
         return np.asarray(out, np.int64)
 
-    def _popular_candidates(self, base: np.ndarray, block: np.ndarray, fresh: np.ndarray,
-                            tie_user: int, limit: int) -> np.ndarray:
-        """Large catalog: the best of the precomputed popular pool (+ fresh items) only."""
+    def _popular_candidates_many(self, S: np.ndarray, rows: Sequence[tuple[int, np.ndarray]],
+                                 fresh: np.ndarray, tie_users: Sequence[int], limit: int
+                                 ) -> list[np.ndarray]:
+        """Large catalog: for each (row of ``S``, blocked ids), the best ``pool_size`` of the
+        precomputed popular pool (+ fresh items) it may be shown, sorted; one partition for
+        the rows that need one (ties by each user's keys on the items' own ids)."""
         assert self._popular is not None
-        src = self._popular
-        if len(fresh):
-            src = np.union1d(src, fresh)
-        blocked_mask = np.zeros(limit, bool)
-        blocked_mask[block] = True
-        src = src[~blocked_mask[src]]
-        if len(src) > self.config.pool_size:
-            s = np.asarray(base[src], dtype=np.float64)
-            # ties by the user's keys on the items' own ids (not their place in the pool)
-            top = top_set(s[None, :], self.config.pool_size, rows=np.array([tie_user]), cols=src)[0]
-            src = src[top]
-        return np.sort(src).astype(np.int64)
+        src = self._popular if not len(fresh) else np.union1d(self._popular, fresh)
+        pool = self.config.pool_size
+        out: list[np.ndarray | None] = [None] * len(rows)
+        blocked = np.zeros((len(rows), len(src)), bool)
+        mark = np.zeros(limit, bool)
+        for i, (_, block) in enumerate(rows):
+            mark[block] = True
+            blocked[i] = mark[src]
+            mark[block] = False
+        part = []
+        for i in range(len(rows)):
+            if len(src) - int(blocked[i].sum()) <= pool:
+                out[i] = src[~blocked[i]].astype(np.int64)
+            else:
+                part.append(i)
+        if part:
+            # blocked items below every score the model gives (its -inf and NaN, which rank
+            # as -inf, become the lowest finite float: below every other item, tied as before)
+            low = np.finfo(np.float64).min
+            Sb = np.nan_to_num(np.asarray(S[np.ix_([rows[i][0] for i in part], src)], np.float64),
+                               nan=low, neginf=low)
+            Sb[blocked[part]] = -np.inf
+            top = top_set(Sb, pool, rows=np.asarray([tie_users[i] for i in part]), cols=src)
+            for j, i in enumerate(part):
+                out[i] = np.sort(src[top[j]]).astype(np.int64)
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ rewards
     def event(self, event_id: str) -> RankEvent:
