@@ -61,6 +61,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
 
             loop.create_task(run())  # noqa: RUF006
 
+        service.freeze_heap()  # the app is built: keep its objects out of collections
         hup = getattr(signal, "SIGHUP", None)
         if hup is not None and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
