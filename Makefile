@@ -85,6 +85,7 @@ bench: $(STAMP)
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/rank_batching.py --output benchmarks/results
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results
+	$(BIN)/python benchmarks/service_profile.py --duration 15 --output benchmarks/results
 	$(BIN)/python benchmarks/interests.py --seeds 2020,2021,2022 --output benchmarks/results
 
 
