@@ -157,11 +157,11 @@ def _resolve_boundary(S: np.ndarray, kth: np.ndarray, k: int, which: np.ndarray,
     One (rows, m) key matrix: 0 above the k-th score, the tie key (never 0) at it, the
     largest key below; its ``k`` smallest entries per row are the answer.
     """
-    rr = np.broadcast_to(np.arange(len(S))[:, None], S.shape)
-    cc = np.broadcast_to(np.arange(S.shape[1])[None, :], S.shape)
-    K = tie_keys(row_ids[which][:, None], col_of(which[rr], cc), seed) | np.uint64(1)
+    K = np.full(S.shape, np.iinfo(np.uint64).max, dtype=np.uint64)
     K[S > kth[:, None]] = 0
-    K[S < kth[:, None]] = np.iinfo(np.uint64).max
+    # keys are hashed for the tied entries only (a few of each row's m items, usually)
+    r, c = np.nonzero(S == kth[:, None])
+    K[r, c] = tie_keys(row_ids[which][r], col_of(which[r], c), seed) | np.uint64(1)
     return np.argpartition(K, k - 1, axis=1)[:, :k]
 
 
