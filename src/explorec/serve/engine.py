@@ -673,8 +673,9 @@ class Engine:
         sc = p.scores
         assert sc is not None and p.props is not None
         scores = sc.tolist()  # JSON has no inf/nan: a score that is not finite is null
-        if not np.isfinite(sc).all():
-            scores = [s if f else None for s, f in zip(scores, np.isfinite(sc).tolist(), strict=True)]
+        finite = np.isfinite(sc)
+        if not finite.all():
+            scores = [s if f else None for s, f in zip(scores, finite.tolist(), strict=True)]
         props = p.props.tolist()
         result = RankResult(event_id, list(map(RankedItem, ext, scores, props, expl)),
                             self.art.policy_name, self.art.artifact_id)
@@ -794,12 +795,11 @@ class Engine:
         out: list[np.ndarray | None] = [None] * len(rows)
         blocked = np.zeros((len(rows), len(src)), bool)
         mark = np.zeros(limit, bool)
+        part = []  # the rows with more than ``pool`` items left: these need a partition
         for i, (_, block) in enumerate(rows):
             mark[block] = True
             blocked[i] = mark[src]
             mark[block] = False
-        part = []
-        for i in range(len(rows)):
             if len(src) - int(blocked[i].sum()) <= pool:
                 out[i] = src[~blocked[i]].astype(np.int64)
             else:

@@ -72,7 +72,8 @@ class FastLane:
     def __init__(self, app: Any, lanes: dict[tuple[str, str], Lane]) -> None:
         self.app = app
         self.lanes = lanes
-        self._routes: dict[tuple[str, str], Any] = {}
+        # what the metrics middleware reads of a matched route (its path template)
+        self._routes = {k: LaneRoute(k[1], frozenset({k[0]})) for k in lanes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lanes.get((scope.get("method", ""), scope.get("path", ""))) \
@@ -113,7 +114,7 @@ class FastLane:
         except (ValueError, ValidationError):  # invalid JSON or schema: the route's 422
             await self.app(scope, _replay(raw, receive), send)
             return
-        scope["route"] = route = self._route(scope)  # the metrics middleware names the route by it
+        scope["route"] = route = self._routes[(scope["method"], scope["path"])]
         state.metrics.fast_lane.labels(route.path).inc()
         try:
             response = JSONResponse(await lane.handle(state, body))
@@ -122,14 +123,6 @@ class FastLane:
         except StoreError as e:
             response = store_error_response(e)
         await response(scope, receive, send)
-
-    def _route(self, scope: Scope) -> Any:
-        """What the metrics middleware reads of a matched route (its path template)."""
-        k = (scope["method"], scope["path"])
-        route = self._routes.get(k)
-        if route is None:
-            route = self._routes[k] = LaneRoute(k[1], frozenset({k[0]}))
-        return route
 
 
 @dataclass(frozen=True)
