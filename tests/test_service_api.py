@@ -118,7 +118,7 @@ def test_health_ready_metrics_docs(client):
     counts = {(name, kind): float(v) for name, kind, v in re.findall(
         r'^(explorec_batched_requests|explorec_batches)\{kind="(\w+)"\} (\S+)$', text, re.M)}
     assert counts[("explorec_batched_requests", "rank")] >= 1
-    for kind in ("rank", "reward", "slate_log"):
+    for kind in ("rank", "reward"):
         assert 0 <= counts[("explorec_batches", kind)] <= counts[("explorec_batched_requests", kind)]
 
 

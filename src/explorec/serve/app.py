@@ -31,12 +31,12 @@ from explorec.serve.api.middleware import (
 from explorec.serve.api.routes import ROUTERS
 from explorec.serve.config import ServiceConfig, check_bind
 from explorec.serve.dashboard import router as dashboard_router
-from explorec.serve.service import RankBatcher, RewardBatcher, Service, SlateLog
+from explorec.serve.service import RankBatcher, RewardBatcher, Service
 from explorec.serve.stores import Store
 
 log = logging.getLogger("explorec.serve")
 
-__all__ = ["Service", "SlateLog", "create_app", "create_app_from_env"]
+__all__ = ["Service", "create_app", "create_app_from_env"]
 
 
 def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
@@ -79,7 +79,6 @@ def create_app(config: ServiceConfig, *, store: Store | None = None) -> FastAPI:
                               "event log. Send API keys in the X-API-Key header.")
     metrics = ServiceMetrics()
     app.state.service = service
-    app.state.slate_log = SlateLog(service.store, service.io)
     app.state.ranker = RankBatcher(service)
     app.state.rewarder = RewardBatcher(service)
     app.state.metrics = metrics

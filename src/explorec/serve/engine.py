@@ -514,6 +514,18 @@ class Engine:
         self.commit_rank(event)
         return result
 
+    def serve_ranks(self, calls: Sequence[RankCall]) -> list[tuple[RankResult, RankEvent] | Exception]:
+        """A moment's ranks end to end, made for one store-I/O thread hop: the store reads
+        (:meth:`read_for_ranks`), the slates (:meth:`compute_ranks`) and the durable log of
+        every slate served (one ``Store.log_ranks`` write, group-committed). Returns only after
+        that write: no slate is answered before it is durable. A request's own error is in its
+        place; a store error raises for the whole batch (nothing of it was answered)."""
+        out = self.compute_ranks(self.read_for_ranks([c.user for c in calls]), calls)
+        events = [o[1] for o in out if not isinstance(o, BaseException)]
+        if events and self.store is not None:
+            self.store.log_ranks(events)
+        return out
+
     def commit_rank(self, event: RankEvent) -> None:
         """Log the slate durably; only then may its answer be sent (a reward needs the event)."""
         if self.store is not None:

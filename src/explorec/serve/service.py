@@ -1,4 +1,4 @@
-"""The live service: the engine of the current artifact (hot-swappable) and the slate log."""
+"""The live service: the engine of the current artifact (hot-swappable) and its micro-batchers."""
 
 from __future__ import annotations
 
@@ -172,10 +172,17 @@ class MicroBatcher(Generic[T, R]):
 
 
 class RankBatcher(MicroBatcher[RankCall, tuple[RankResult, RankEvent]]):
-    """Rank requests in micro-batches: their store reads (heads, histories) in one call on an
-    I/O thread (:meth:`Engine.read_for_ranks`), their slates in one in-memory pass on the
-    loop (:meth:`Engine.compute_ranks`: one base-model scoring, one policy call per group; in
-    a thread it would fight the loop for the GIL). Not yet durable: see :class:`SlateLog`."""
+    """Rank requests in micro-batches, each batch in one call on an I/O thread
+    (:meth:`Engine.serve_ranks`): the store reads (heads, histories), the slates (one
+    base-model scoring, one policy call per group) and the durable, group-committed log of the
+    slates. No answer leaves before its slate is durable.
+
+    One thread hop per batch: a hop (a thread woken, the GIL handed over and back, the loop
+    woken) costs about as much CPU as ranking one request of a batch, and the earlier split
+    (reads on a thread, slates on the loop, the log on a thread again through a second
+    batcher) paid it twice (docs/service.md, Load). The slates are computed while the loop
+    waits for the batch anyway; the loop takes the GIL back whenever the thread waits on the
+    store."""
 
     def __init__(self, service: Service) -> None:
         super().__init__(self._ranks)
@@ -186,8 +193,7 @@ class RankBatcher(MicroBatcher[RankCall, tuple[RankResult, RankEvent]]):
 
     async def _ranks(self, calls: list[RankCall]) -> list[Any]:
         eng = self.service.engine  # one engine per batch, even across a hot swap
-        hists = await self.service.run_io(eng.read_for_ranks, [c.user for c in calls])
-        return eng.compute_ranks(hists, calls)
+        return await self.service.run_io(eng.serve_ranks, calls)  # type: ignore[no-any-return]
 
 
 class RewardBatcher(MicroBatcher[RewardCall, RewardRecord]):
@@ -204,21 +210,3 @@ class RewardBatcher(MicroBatcher[RewardCall, RewardRecord]):
 
     async def _rewards(self, calls: list[RewardCall]) -> list[Any]:
         return await self.service.run_io(self.service.engine.rewards, calls)  # type: ignore[no-any-return]
-
-
-class SlateLog(MicroBatcher[RankEvent, None]):
-    """Group commit of served slates from the event loop: every slate pending at a moment is
-    written in one durable store write (one thread hop, one fsync) before any of their answers
-    is released; no answer leaves before its slate is durable."""
-
-    def __init__(self, store: Store, io: ThreadPoolExecutor | None = None) -> None:
-        super().__init__(self._log, max_batch=256)
-        self.store = store
-        self.io = io
-
-    async def write(self, event: RankEvent) -> None:
-        await self.submit(event)
-
-    async def _log(self, events: list[RankEvent]) -> list[None]:
-        await asyncio.get_running_loop().run_in_executor(self.io, self.store.log_ranks, events)
-        return [None] * len(events)

@@ -18,7 +18,7 @@ from fastapi.security import APIKeyHeader
 
 from explorec.serve.config import is_loopback
 from explorec.serve.errors import ServiceError
-from explorec.serve.service import RankBatcher, RewardBatcher, Service, SlateLog
+from explorec.serve.service import RankBatcher, RewardBatcher, Service
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                        description="read, write or admin API key (EXPLOREC_READ_KEYS / "
@@ -29,10 +29,6 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
 # per dependency per request); these only read app.state
 async def get_service(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def get_slate_log(request: Request) -> SlateLog:
-    return request.app.state.slate_log  # type: ignore[no-any-return]
 
 
 async def get_ranker(request: Request) -> RankBatcher:
@@ -48,7 +44,6 @@ async def get_metrics(request: Request) -> Any:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-SlateLogDep = Annotated[SlateLog, Depends(get_slate_log)]
 RankerDep = Annotated[RankBatcher, Depends(get_ranker)]
 RewarderDep = Annotated[RewardBatcher, Depends(get_rewarder)]
 MetricsDep = Annotated[Any, Depends(get_metrics)]

@@ -60,7 +60,7 @@ def hot_lanes() -> dict[tuple[str, str], Lane]:
 
     return {
         ("POST", "/v1/rank"): Lane(RankRequest, "read",
-                                   lambda st, b: serve_rank(b, st.ranker, st.slate_log)),
+                                   lambda st, b: serve_rank(b, st.ranker)),
         ("POST", "/v1/reward"): Lane(RewardRequest, "write",
                                      lambda st, b: serve_reward(b, st.rewarder, st.metrics)),
     }

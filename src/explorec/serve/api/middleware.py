@@ -171,7 +171,7 @@ class ServiceMetrics:
                                registry=self.registry)
         # micro-batching (serve.service.MicroBatcher): requests / batches = the mean batch size
         self.batched = Gauge("explorec_batched_requests", "requests answered through micro-batches, "
-                             "by kind (rank, reward, slate_log)", ["kind"], registry=self.registry)
+                             "by kind (rank, reward)", ["kind"], registry=self.registry)
         self.batches = Gauge("explorec_batches", "micro-batches run, by kind", ["kind"],
                              registry=self.registry)
         self.fast_lane = Counter("explorec_fast_lane_requests", "requests answered by the fast "

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from explorec.serve.api.deps import MetricsDep, RankerDep, RewarderDep, ServiceDep, SlateLogDep
+from explorec.serve.api.deps import MetricsDep, RankerDep, RewarderDep, ServiceDep
 from explorec.serve.api.errors import error_response
 from explorec.serve.api.schemas import ErrorOut
 from explorec.serve.stores import StoreError
@@ -35,11 +35,10 @@ def readyz(service: ServiceDep) -> Any:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(service: ServiceDep, m: MetricsDep, ranker: RankerDep, rewarder: RewarderDep,
-            slate_log: SlateLogDep) -> Response:
+def metrics(service: ServiceDep, m: MetricsDep, ranker: RankerDep, rewarder: RewarderDep) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    for kind, b in (("rank", ranker), ("reward", rewarder), ("slate_log", slate_log)):
+    for kind, b in (("rank", ranker), ("reward", rewarder)):
         m.batched.labels(kind).set(b.items)
         m.batches.labels(kind).set(b.batches)
     eng = service.engine

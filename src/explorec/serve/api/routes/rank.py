@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from explorec.serve.api.deps import READ, RankerDep, SlateLogDep
+from explorec.serve.api.deps import READ, RankerDep
 from explorec.serve.api.schemas import ERRORS, RankRequest, RankResponse, UserPath
 from explorec.serve.engine import RankCall
-from explorec.serve.service import RankBatcher, SlateLog
+from explorec.serve.service import RankBatcher
 
 router = APIRouter(tags=["rank"])
 
@@ -26,34 +26,31 @@ def rank_payload(r: Any) -> dict[str, Any]:
                        "explanation": i.explanation} for i in r.items]}
 
 
-async def serve_rank(body: RankRequest, ranker: RankBatcher, slate_log: SlateLog) -> dict[str, Any]:
+async def serve_rank(body: RankRequest, ranker: RankBatcher) -> dict[str, Any]:
     """``POST /v1/rank``'s work, shared by the route and the fast lane (``api/fastlane.py``).
 
-    The ranker batches the requests of the moment: their store reads (heads, histories) in
-    one call on an I/O thread, never on the event loop, then their slates in one in-memory
-    pass on the loop (in a thread it would fight the loop for the GIL); the durable log write
-    is group-committed with the other slates of the moment (SlateLog): no answer leaves before
-    its slate is durable."""
+    The ranker batches the requests of the moment and serves the batch in one call on an I/O
+    thread, never on the event loop: the store reads (heads, histories), the slates, then
+    one group-committed durable write of their log records; no answer leaves before its
+    slate is durable."""
     ctx = body.context
-    r, event = await ranker.rank(RankCall(
+    r, _ = await ranker.rank(RankCall(
         body.user, body.k, candidates=body.candidates, exclude=body.exclude,
         features=ctx.features if ctx else None,
         context={"attributes": ctx.attributes} if ctx and ctx.attributes else None,
         explain=body.explain))
-    await slate_log.write(event)
     return rank_payload(r)
 
 
 @router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
              summary="Rank items for a user; the slate is logged with propensities")
-async def rank(body: RankRequest, ranker: RankerDep, slate_log: SlateLogDep) -> JSONResponse:
-    return JSONResponse(await serve_rank(body, ranker, slate_log))
+async def rank(body: RankRequest, ranker: RankerDep) -> JSONResponse:
+    return JSONResponse(await serve_rank(body, ranker))
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RankResponse, dependencies=READ,
             responses=ERRORS, summary="Top-k for a user (logged like /v1/rank)")
-async def recommendations(user_id: UserPath, ranker: RankerDep, slate_log: SlateLogDep,
+async def recommendations(user_id: UserPath, ranker: RankerDep,
                           k: Annotated[int, Query(ge=1, le=1000)] = 10) -> JSONResponse:
-    r, event = await ranker.rank(RankCall(user_id, k))
-    await slate_log.write(event)
+    r, _ = await ranker.rank(RankCall(user_id, k))
     return rank_response(r)
