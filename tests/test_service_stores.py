@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +186,31 @@ def test_sqlite_group_commit_survives_failing_write(tmp_path):
         t.join()
     assert len(errors) == 4 and s.counts()["events"] == 9
     s.close()
+
+
+def test_sqlite_writers_take_turns_through_the_lock_file(tmp_path):
+    """Processes sharing the file queue on ``<db>-lock`` (the kernel wakes the next at once)
+    instead of polling through SQLite's busy handler; the turn is given back at the commit."""
+    s = SQLiteStore(tmp_path / "t.db")
+    lock = tmp_path / "t.db-lock"
+    assert lock in s.files() and lock.exists()
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's turn
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (s.log_rank(event()), done.set()))
+        t.start()
+        assert not done.wait(0.3)  # waiting for the turn: no error, nothing written yet
+        assert s.counts()["events"] == 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert done.wait(10)
+        t.join()
+        assert s.counts()["events"] == 1
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the writer gave its turn back
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+        s.close()
 
 
 def test_redis_runs_with_fsync_always(redis_server):

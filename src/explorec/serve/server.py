@@ -77,12 +77,12 @@ def run(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
 
 @contextlib.contextmanager
 def _removed_on_failure(store_url: str) -> Iterator[None]:
-    """A SQLite database that a failed start created is removed again (with its WAL files),
+    """A SQLite database that a failed start created is removed again (with its WAL and lock files),
     so a typo in --artifact leaves nothing behind."""
     from explorec.serve.stores import sqlite_path
 
     path = sqlite_path(store_url)
-    files = [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")] if path else []
+    files = [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm", "-lock")] if path else []
     existed = {f for f in files if f.exists()}
     try:
         yield
