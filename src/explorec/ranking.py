@@ -138,7 +138,7 @@ def top_set(scores: np.ndarray, k: int, *, rows: np.ndarray | None = None,
     if k == m:
         return np.broadcast_to(np.arange(m), (n, m)).copy()
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    kth = scores[np.arange(n), part[:, k - 1]]  # the partition put the k-th largest there
     tied = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k)
     if len(tied):
         def col_of(r: np.ndarray, c: np.ndarray) -> np.ndarray:

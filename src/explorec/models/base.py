@@ -270,7 +270,8 @@ class BaseRecommender(ABC):
         (items added by text alone score 0).
         """
         self._check_fitted()
-        history = sp.csr_matrix(history, dtype=np.float32)
+        if not (isinstance(history, sp.csr_matrix) and history.dtype == np.float32):
+            history = sp.csr_matrix(history, dtype=np.float32)
         if history.shape[1] != self.n_items:
             raise ExploRecError(f"history has {history.shape[1]} item columns, the model "
                                 f"{self.n_items}")

@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -213,7 +212,11 @@ class Engine:
         self.policy = art.new_policy()
         self._uses_model_items_only = self.policy.uses_two_tower
         self.users: dict[str, int] = {str(u): n for n, u in enumerate(self.model.user_ids())}
-        self._train = self.model.training_history().tocsr()
+        train = self.model.training_history().tocsr()
+        if not train.has_canonical_format:  # sorted, distinct ids per row: a row is a history
+            train = train.copy()
+            train.sum_duplicates()
+        self._train = train
         rng = np.random.default_rng(int(art.manifest.get("seed", 2020)))
         self._calib = np.sort(rng.choice(self.n_model, min(self.n_model, 2000), replace=False))
         self._can_score_history = self.model.can_score_history()
@@ -431,6 +434,8 @@ class Engine:
         logged = [self.index[i] for i in items if i in self.index]
         if logged:
             parts.append(np.asarray(logged, np.int64))
+        if len(parts) == 1 and not logged:  # a canonical CSR row: sorted and distinct already
+            return parts[0].astype(np.int64), u
         hist = np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
         return hist, u
 
@@ -628,10 +633,12 @@ class Engine:
                                  built.get(tuple(rows)))
             # 4. answers and the served-slate cache
             ids = self._ids_array()
+            # event ids: 128 random bits each, as 32 hex digits, one urandom read per batch
+            fresh = os.urandom(16 * n).hex()
             for j, p in enumerate(prep):
                 if p is None or out[j] is not None:
                     continue
-                out[j] = self._answer(p, ids)
+                out[j] = self._answer(p, ids, fresh[32 * j:32 * j + 32])
             while len(self._served) > self.config.event_cache:
                 self._served.popitem(last=False)
         return out
@@ -675,12 +682,11 @@ class Engine:
         for r, p in enumerate(group):
             p.positions, p.scores, p.props = sb.positions[r], sb.scores[r], sb.propensities[r]
 
-    def _answer(self, p: _Prepared, ids: np.ndarray) -> tuple[RankResult, RankEvent]:
+    def _answer(self, p: _Prepared, ids: np.ndarray, event_id: str) -> tuple[RankResult, RankEvent]:
         call = p.call
         assert p.cand is not None and p.positions is not None
         items = p.cand[p.positions]
         expl = (self._explain(p.ukey, p.hist, items) if call.explain else [[] for _ in items])
-        event_id = uuid.uuid4().hex
         ext = ids[items].tolist()
         sc = p.scores
         assert sc is not None and p.props is not None
@@ -819,9 +825,10 @@ class Engine:
         if part:
             # blocked items below every score the model gives (its -inf and NaN, which rank
             # as -inf, become the lowest finite float: below every other item, tied as before)
-            low = np.finfo(np.float64).min
-            Sb = np.nan_to_num(np.asarray(S[np.ix_([rows[i][0] for i in part], src)], np.float64),
-                               nan=low, neginf=low)
+            Sb = np.asarray(S[np.asarray([rows[i][0] for i in part])[:, None], src], np.float64)
+            if not np.isfinite(Sb).all():  # base_scores_many's rows are finite already
+                low = np.finfo(np.float64).min
+                Sb = np.nan_to_num(Sb, nan=low, neginf=low)
             Sb[blocked[part]] = -np.inf
             top = top_set(Sb, pool, rows=np.asarray([tie_users[i] for i in part]), cols=src)
             for j, i in enumerate(part):
