@@ -150,6 +150,18 @@ def test_snapshots_and_meta(store):
     assert set(store.counts()) == {"events", "rewards", "interactions", "items"}
 
 
+def test_heads_and_histories_read_together(store):
+    e = event(user="hh")
+    store.log_rank(e)
+    store.add_reward(e, 1, 1.0, 2.0)
+    store.add_interactions([Interaction("hh", "c", "click", ts=3.0), Interaction("zz", "a", "view")])
+    heads, hists = store.heads_and_histories(["hh", "zz", "nobody"], limit=5)
+    assert heads == store.heads() and heads.rewards_seq > 0
+    assert hists == store.histories(["hh", "zz", "nobody"], limit=5)
+    assert hists[0][0] == ["b", "c"] and hists[2] == ([], 0)
+    assert store.heads_and_histories([])[1] == []
+
+
 def test_sqlite_durability_settings_and_erasure_on_disk(tmp_path):
     s = SQLiteStore(tmp_path / "d.db")
     c = s._r()

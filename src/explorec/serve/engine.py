@@ -36,6 +36,7 @@ from explorec.serve.artifact import ServiceArtifact
 from explorec.serve.errors import Conflict, Gone, NotFound, ServiceError
 from explorec.serve.faults import fault
 from explorec.serve.stores import (
+    Heads,
     Interaction,
     ItemRecord,
     RankEvent,
@@ -328,16 +329,17 @@ class Engine:
     def _in_sync(self, h: Any) -> bool:
         return h.epoch == self.epoch and h.items_seq <= self.items_seq and h.rewards_seq <= self.reward_seq
 
-    def sync(self) -> None:
+    def sync(self, heads: Heads | None = None) -> None:
         """Apply every item change and reward the store has that this engine has not.
 
         The store is read outside :attr:`lock` (ranks keep running on the current state);
         each batch of changes is applied under it. A call that finds the engine up to date
-        costs one read of the store's heads and takes no lock.
+        costs one read of the store's heads (none when the caller read them: ``heads``) and
+        takes no lock.
         """
         if self.store is None:
             return
-        h = self.store.heads()
+        h = self.store.heads() if heads is None else heads
         if self._in_sync(h) and self.applied.since_snapshot < self.config.snapshot_every:
             return
         with self._sync_lock:
@@ -550,11 +552,13 @@ class Engine:
         return self.read_for_ranks([user])[0]
 
     def read_for_ranks(self, users: Sequence[str]) -> list[tuple[list[str], int]]:
-        """:meth:`read_for_rank` for several users: one sync, one batched history read."""
-        self.sync()
+        """:meth:`read_for_rank` for several users: the store's heads and the histories in one
+        read (``Store.heads_and_histories``), then a sync if the heads moved."""
         if self.store is None:
             return [([], 0) for _ in users]
-        return self.store.histories(users, limit=self.config.max_history)
+        heads, hists = self.store.heads_and_histories(users, limit=self.config.max_history)
+        self.sync(heads)
+        return hists
 
     def compute_rank(self, history: tuple[list[str], int], user: str, k: int = 10, *,
                      candidates: Sequence[str] | None = None, exclude: Sequence[str] | None = None,

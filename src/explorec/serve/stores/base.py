@@ -140,6 +140,11 @@ class Store(LogQueries, Protocol):
                   ) -> list[tuple[list[str], int]]:
         """:meth:`history` of each user (one snapshot, one round trip where the store can)."""
         ...
+    def heads_and_histories(self, users: Sequence[str], limit: int | None = None
+                            ) -> tuple[Heads, list[tuple[list[str], int]]]:
+        """:meth:`heads` and :meth:`histories` together: what a batch of ranks reads (one
+        snapshot, one round trip where the store can)."""
+        ...
     def iter_interactions(self) -> Iterator[Interaction]: ...
 
     # items

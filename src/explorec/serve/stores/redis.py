@@ -388,6 +388,23 @@ class RedisStore(RedisQueries):
             raise StoreError(f"Redis store {self.describe()}: {e}") from e
         return [_history_reply(r, limit) for r in replies]
 
+    def heads_and_histories(self, users: Sequence[str], limit: int | None = None
+                            ) -> tuple[Heads, list[tuple[list[str], int]]]:
+        """:meth:`heads` and :meth:`histories` pipelined in one round trip."""
+        n = str(limit if limit is not None and limit > 0 else 0)
+        script = self._scripts["history"]
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.mget(self._k("epoch"), self._k("seq", "it"), self._k("seq", "rw"))
+            for u in users:
+                script(args=[self.prefix, u, "", n], client=pipe)
+            replies = pipe.execute()
+        except self._redis_error as e:
+            raise StoreError(f"Redis store {self.describe()}: {e}") from e
+        epoch, items_seq, rw = replies[0]
+        return (Heads(int(epoch or 0), int(items_seq or 0), int(rw or 0)),
+                [_history_reply(r, limit) for r in replies[1:]])
+
     def iter_interactions(self) -> Iterator[Interaction]:
         users = sorted(u.decode() for u in self._r.smembers(self._k("users")))
         rows: list[Interaction] = []

@@ -362,6 +362,19 @@ class SQLiteStore(SQLiteQueries):
             if own_tx:
                 c.execute("COMMIT")
 
+    def heads_and_histories(self, users: Sequence[str], limit: int | None = None
+                            ) -> tuple[Heads, list[tuple[list[str], int]]]:
+        """:meth:`heads` and :meth:`histories` in one read transaction (one snapshot)."""
+        c = self._r()
+        own_tx = not c.in_transaction
+        if own_tx:
+            c.execute("BEGIN")
+        try:
+            return self.heads(), self.histories(users, limit)
+        finally:
+            if own_tx:
+                c.execute("COMMIT")
+
     def iter_interactions(self) -> Iterator[Interaction]:
         last = 0
         while True:
