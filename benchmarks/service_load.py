@@ -272,12 +272,29 @@ def _settle(pid: int, timeout: float = 10.0) -> None:
             return
 
 
-def _phase(srv: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+def _aof_rewrites(redis_url: str | None) -> int | None:
+    """How many AOF rewrites the Redis server has done (a fork that rewrites the whole log
+    while the service runs: a latency event of its own), or None without Redis."""
+    if redis_url is None:
+        return None
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis_url)
+    try:
+        return int(client.info("persistence").get("aof_rewrites", 0))
+    finally:
+        client.close()
+
+
+def _phase(srv: Any, *args: Any, redis_url: str | None = None, **kw: Any) -> dict[str, Any]:
     _settle(srv.proc.pid)
     c0 = _cpu_seconds(srv.proc.pid)
+    a0 = _aof_rewrites(redis_url)
     r = _run(_load(srv.url, *args, **kw))
     n = sum(r[ep]["requests"] for ep in ("rank", "reward") if ep in r)
     r["server_cpu_ms_per_request"] = round((_cpu_seconds(srv.proc.pid) - c0) * 1000 / max(n, 1), 3)
+    if a0 is not None:
+        r["redis_aof_rewrites"] = (_aof_rewrites(redis_url) or 0) - a0
     return r
 
 
@@ -304,15 +321,18 @@ def run_case(artifact: Path, store_kind: str, work: Path, duration: float, concu
     phases: dict[str, Any] = {}
     try:
         _run(_load(srv.url, 2.0, concurrency, users, True, seed, client))  # warm up
-        phases["rank"] = _phase(srv, duration, concurrency, users, False, seed + 1, client)
+        rurl = redis.url if redis is not None else None
+        phases["rank"] = _phase(srv, duration, concurrency, users, False, seed + 1, client,
+                                redis_url=rurl)
         phases["rank paced"] = _phase(srv, duration, concurrency, users, False, seed + 2, client,
-                                      rate=rates["rank"])
-        phases["rank+reward"] = _phase(srv, duration, concurrency, users, True, seed + 3, client)
+                                      rate=rates["rank"], redis_url=rurl)
+        phases["rank+reward"] = _phase(srv, duration, concurrency, users, True, seed + 3, client,
+                                       redis_url=rurl)
         phases["rank+reward paced"] = _phase(srv, duration, concurrency, users, True, seed + 4,
-                                             client, rate=rates["pairs"])
+                                             client, rate=rates["pairs"], redis_url=rurl)
         for c in (1, 64):
             phases[f"growth {c}"] = _phase(srv, duration, c, users, False, seed + 5, client,
-                                           rate=rates["growth"])
+                                           rate=rates["growth"], redis_url=rurl)
     finally:
         srv.stop()
         if redis is not None:
@@ -369,6 +389,11 @@ def markdown(results: list[dict[str, Any]], mach: str, command: str) -> str:
                              f"{m['requests_per_s']} | {m['p50_ms']} | {m['p95_ms']} | {m['p99_ms']} | "
                              f"{m['errors']} | {m0['server_cpu_ms_per_request']} | "
                              f"{m0.get('client_cpu_ms_per_request', '')} |")
+    rewrites = [f"{r['items']:,} items, {phase}" for r in results for phase, m0 in r["phases"].items()
+                if m0.get("redis_aof_rewrites")]
+    if rewrites:
+        lines += ["", "Redis rewrote its append-only file (a fork that writes the whole log while "
+                  "the service runs) during: " + "; ".join(rewrites) + "."]
     lines += ["", "## Goals", "", "| catalog | store | goal | measured | bound | met |",
               "|---|---|---|---:|---|---|"]
     for r in results:
