@@ -84,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/two_tower_ids.py --output benchmarks/results
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python benchmarks/rank_batching.py --output benchmarks/results
+	$(BIN)/python benchmarks/sqlite_writers.py --output benchmarks/results
 	$(BIN)/python benchmarks/service_load.py --duration 10 --concurrency 16 --output benchmarks/results
 	$(BIN)/python benchmarks/service_profile.py --duration 15 --output benchmarks/results
 	$(BIN)/python benchmarks/interests.py --seeds 2020,2021,2022 --output benchmarks/results
