@@ -219,7 +219,13 @@ def test_sqlite_writers_take_turns_through_the_lock_file(tmp_path):
         t.join()
         assert s.counts()["events"] == 1
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the writer gave its turn back
+        # a turn held too long (a writer stopped mid-transaction) is a clear error, not a hang
+        s.turn_timeout_s = 0.2
+        with pytest.raises(StoreError, match="held the writers' turn"):
+            s.log_rank(event())
         fcntl.flock(fd, fcntl.LOCK_UN)
+        s.log_rank(event())  # and the store works again once the turn is free
+        assert s.counts()["events"] == 2
     finally:
         os.close(fd)
         s.close()
