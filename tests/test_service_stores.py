@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import os
 import threading
 import uuid
@@ -38,6 +40,21 @@ def test_events_round_trip(store):
     got = store.get_events([e.event_id for e in evs] + ["missing"])
     assert set(got) == {e.event_id for e in evs}
     assert [e.ts for e in store.iter_events(batch=2)] == [1.0, 2.0, 3.0]
+
+
+def test_event_record_is_json_and_refuses_non_finite_numbers():
+    e = event(user="ü-ser", items=("é", "b", "c"))
+    text = e.to_json()
+    assert json.loads(text)["user"] == "ü-ser" and RankEvent.from_json(text) == e
+    assert RankEvent.from_json(text.encode()) == e
+    for field, bad in [("propensities", [0.9, float("nan"), 0.1]), ("scores", [1.0, None, float("inf")]),
+                       ("ts", float("-inf"))]:
+        with pytest.raises(ValueError, match=rf"{field}(\[\d\])? is not a finite number"):
+            dataclasses.replace(e, **{field: bad}).to_json()
+    with pytest.raises(ValueError, match=r"context.features\[1\]"):
+        dataclasses.replace(e, context={"features": [1.0, float("nan")]}).to_json()
+    with pytest.raises(StoreError, match="corrupt event record"):
+        RankEvent.from_json('{"event_id": "x"')
 
 
 def test_reward_recorded_at_most_once(store):

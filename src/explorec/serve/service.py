@@ -128,9 +128,9 @@ class MicroBatcher(Generic[T, R]):
     hands them to ``process`` (a coroutine function: list of items -> list of results or
     exceptions, in order) and releases their answers. While a batch is in ``process`` the next
     one gathers: at one request in flight nothing waits for anything, under load the fixed
-    cost of a call (a thread hop, an fsync, a model call) is shared by the batch. Each request
-    gets its own result or its own error; an error of the whole call reaches every request of
-    the batch.
+    cost of a call (a thread hop, an fsync, a model call) is shared by the batch. A batch's
+    answers are sent before the next batch starts. Each request gets its own result or its own
+    error; an error of the whole call reaches every request of the batch.
     """
 
     def __init__(self, process: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
@@ -169,6 +169,10 @@ class MicroBatcher(Generic[T, R]):
                     f.set_exception(o)
                 else:
                     f.set_result(o)
+            # let the answers just released leave before the next batch starts: its call on
+            # an I/O thread takes the GIL, and the loop would send them only between its
+            # bytecodes (measured: paced p50 and p99 a few tenths of a ms to 2 ms lower)
+            await asyncio.sleep(0)
 
 
 class RankBatcher(MicroBatcher[RankCall, tuple[RankResult, RankEvent]]):

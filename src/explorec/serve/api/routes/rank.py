@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from explorec.serve.api.deps import READ, RankerDep
+from explorec.serve.api.responses import FastJSON
 from explorec.serve.api.schemas import ERRORS, RankRequest, RankResponse, UserPath
 from explorec.serve.engine import RankCall
 from explorec.serve.service import RankBatcher
@@ -15,8 +15,8 @@ from explorec.serve.service import RankBatcher
 router = APIRouter(tags=["rank"])
 
 
-def rank_response(r: Any) -> JSONResponse:
-    return JSONResponse(rank_payload(r))
+def rank_response(r: Any) -> FastJSON:
+    return FastJSON(rank_payload(r))
 
 
 def rank_payload(r: Any) -> dict[str, Any]:
@@ -44,13 +44,13 @@ async def serve_rank(body: RankRequest, ranker: RankBatcher) -> dict[str, Any]:
 
 @router.post("/v1/rank", response_model=RankResponse, dependencies=READ, responses=ERRORS,
              summary="Rank items for a user; the slate is logged with propensities")
-async def rank(body: RankRequest, ranker: RankerDep) -> JSONResponse:
-    return JSONResponse(await serve_rank(body, ranker))
+async def rank(body: RankRequest, ranker: RankerDep) -> FastJSON:
+    return FastJSON(await serve_rank(body, ranker))
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RankResponse, dependencies=READ,
             responses=ERRORS, summary="Top-k for a user (logged like /v1/rank)")
 async def recommendations(user_id: UserPath, ranker: RankerDep,
-                          k: Annotated[int, Query(ge=1, le=1000)] = 10) -> JSONResponse:
+                          k: Annotated[int, Query(ge=1, le=1000)] = 10) -> FastJSON:
     r, _ = await ranker.rank(RankCall(user_id, k))
     return rank_response(r)
