@@ -291,6 +291,16 @@ class ModelTests:
             assert sh.shape == (len(users), model.n_items) and np.isfinite(sh).all()
             empty = model.score_history(sp.csr_matrix((2, model.n_items), dtype=np.float32))
             np.testing.assert_array_equal(empty, np.tile(model.item_popularity(), (2, 1)))
+            # the columns of some items only (the service's pool of a large catalog): the same
+            # values, an empty row included; an item index out of range is named
+            cols = np.random.default_rng(0).choice(model.n_items, min(7, model.n_items), replace=False)
+            mixed = sp.vstack([h, sp.csr_matrix((1, model.n_items), dtype=np.float32)]).tocsr()
+            part = model.score_history(mixed, items=cols)
+            assert part.shape == (len(users) + 1, len(cols))
+            np.testing.assert_allclose(part, model.score_history(mixed)[:, cols], rtol=1e-5,
+                                       atol=self.atol)
+            with pytest.raises(ExploRecError, match=f"item index {model.n_items} out of range"):
+                model.score_history(h, items=np.array([0, model.n_items]))
             if self.history_is_score:
                 np.testing.assert_allclose(sh, model.score(users), rtol=1e-5, atol=self.atol)
             ids = list(model.item_ids()[h[0].indices[:3]])

@@ -269,6 +269,48 @@ def test_large_catalogs_draw_candidates_from_the_popular_pool(linucb_art):
     assert not set(full.candidates) <= popular  # the scan path ranks the whole catalog
 
 
+def test_large_catalog_ranks_have_the_model_score_only_the_popular_pool(linucb_art):
+    """With a popular pool the model scores the pool's columns alone (score_history(items=))
+    and every slate is the one scoring the whole catalog gives; a request naming its
+    candidates, or items added since training, take the whole-catalog path."""
+    from explorec.serve.engine import RankCall
+
+    class WholeCatalog(Engine):
+        def _pool_only(self, preps):  # the reference: always score every item
+            return False
+
+    cfg = EngineConfig(scan_max_items=50, popular_pool=60, pool_size=20)
+    eng, ref = Engine(linucb_art, None, cfg), WholeCatalog(linucb_art, None, cfg)
+    asked = []
+    model = eng.model
+    orig = model.score_history
+
+    def spy(X, items=None):
+        asked.append(items)
+        return orig(X, items)
+
+    model.score_history = spy  # type: ignore[method-assign]
+    try:
+        users = [str(u) for u in linucb_art.model.user_ids()[:6]] + ["never-seen"]
+        calls = [RankCall(u, 5, explain=False) for u in users]
+        calls.append(RankCall(users[0], 3, exclude=["i1", "i2"], explain=False))
+        hists = [([], 0)] * len(calls)
+        got = eng.compute_ranks(hists, calls)
+        assert len(asked) == 1 and asked[0] is not None and len(asked[0]) == 60
+        want = ref.compute_ranks(hists, calls)  # the same model: asked again, for every item
+        assert len(asked) == 2 and asked[1] is None
+        for g, w in zip(got, want, strict=True):
+            (gr, ge), (wr, we) = g, w
+            assert ge.candidates == we.candidates and ge.items == we.items
+            assert ge.propensities == pytest.approx(we.propensities)
+            assert [i.score for i in gr.items] == pytest.approx([i.score for i in wr.items])
+        asked.clear()
+        eng.compute_ranks([([], 0)], [RankCall(users[1], 3, candidates=["i1", "i2", "i3"])])
+        assert asked == [None]
+    finally:
+        del model.score_history
+
+
 @pytest.mark.parametrize("pool", ["scan", "popular"])
 def test_a_batch_of_ranks_equals_the_ranks_one_by_one(linucb_art, make_store, pool):
     """compute_ranks (the service's micro-batches) gives each request the slate it gets alone,

@@ -262,12 +262,15 @@ class BaseRecommender(ABC):
         """Dense scores (len(users), n_items) for valid internal user ids."""
 
     # ------------------------------------------------------------- new users, explanations
-    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+    def score_history(self, history: sp.csr_matrix, items: np.ndarray | None = None) -> np.ndarray:
         """Scores for users known only by a history (rows over the model's items): no retraining.
 
         Values in ``history`` are interaction weights (1 for implicit feedback). A row with an
         empty history gets the popularity fallback: each item's number of training users
-        (items added by text alone score 0).
+        (items added by text alone score 0). Shape (rows, n_items), or (rows, len(items)) for
+        the given item ids only: the full scores' columns (up to floating-point rounding where
+        a matrix product is cut to them), computed for those items alone where the model can
+        (the service scores a large catalog's candidate pool this way, not its whole catalog).
         """
         self._check_fitted()
         if not (isinstance(history, sp.csr_matrix) and history.dtype == np.float32):
@@ -275,12 +278,28 @@ class BaseRecommender(ABC):
         if history.shape[1] != self.n_items:
             raise ExploRecError(f"history has {history.shape[1]} item columns, the model "
                                 f"{self.n_items}")
-        scores = self._score_history(history)
+        if items is None:
+            scores = self._score_history(history)
+        else:
+            items = np.asarray(items, dtype=np.int64)
+            if items.ndim != 1:
+                raise ExploRecError(f"items must be one list of item indices, got shape {items.shape}")
+            if items.size and (items.min() < 0 or items.max() >= self.n_items):
+                bad = items[(items < 0) | (items >= self.n_items)][0]
+                raise ExploRecError(f"item index {bad} out of range [0, {self.n_items})")
+            scores = self._score_history_items(history, items)
         empty = np.diff(history.indptr) == 0
         if empty.any():
             scores = np.array(scores, copy=True)
-            scores[empty] = self.item_popularity()
+            pop = self.item_popularity()
+            scores[empty] = pop if items is None else pop[items]
         return scores
+
+    def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """:meth:`score_history`'s columns ``items`` (valid ids). Every model scores the whole
+        catalog and keeps those columns; a model whose score of an item needs nothing of the
+        other items' overrides this to compute only them."""
+        return np.asarray(self._score_history(history))[:, items]
 
     def item_popularity(self) -> np.ndarray:
         """(n_items,) number of training users per item (the cold-start fallback's scores)."""

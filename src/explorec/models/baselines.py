@@ -75,6 +75,10 @@ class PopularityRecommender(BaseRecommender):
     def _score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self._score(np.zeros(history.shape[0], dtype=np.int64))
 
+    def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        assert self.item_counts_ is not None
+        return np.broadcast_to(self.item_counts_[items], (history.shape[0], len(items))).copy()
+
     def _recommend_sparse(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                           seed: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The global list minus each user's excluded items: only the items counted at least

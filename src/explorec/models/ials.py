@@ -204,6 +204,11 @@ class IALS(BaseRecommender):
         assert self.item_factors_ is not None
         return (self._fold_in(history) @ self.item_factors_.astype(np.float64).T).astype(np.float32)
 
+    def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        assert self.item_factors_ is not None
+        V = self.item_factors_[items].astype(np.float64)
+        return (self._fold_in(history) @ V.T).astype(np.float32)
+
     def history_vectors(self, history: sp.csr_matrix) -> np.ndarray:
         """The fold-in user factors of :meth:`score_history`."""
         self._check_fitted()

@@ -396,6 +396,10 @@ class TwoTowerRecommender(TextItemsMixin, BaseRecommender):
         assert self.item_vectors_ is not None and self.item_biases_ is not None
         return self.user_vectors(history) @ self.item_vectors_.T + self.item_biases_[None, :]
 
+    def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        assert self.item_vectors_ is not None and self.item_biases_ is not None
+        return self.user_vectors(history) @ self.item_vectors_[items].T + self.item_biases_[None, items]
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         # time-ordered rows: the user tower sees each user's most recent items
         assert self.history_ is not None

@@ -222,6 +222,8 @@ class Engine:
         self._calib = np.sort(rng.choice(self.n_model, min(self.n_model, 2000), replace=False))
         self._can_score_history = self.model.can_score_history()
         self._popular = self._popular_pool()
+        # the popular pool by item id: the columns a large catalog's rank has the model score
+        self._popular_cols = None if self._popular is None else np.sort(self._popular)
         self.epoch = 0
         self.items_seq = 0
         self.reward_seq = 0
@@ -609,9 +611,17 @@ class Engine:
             if need_scores:
                 H = _rows([prep[j].hist for j in need_scores], self.n_items)  # type: ignore[union-attr]
                 built[tuple(need_scores)] = H  # the policy's history matrix too, for that group
-                S = self.base_scores_many([prep[j].hist for j in need_scores],  # type: ignore[union-attr]
-                                          [prep[j].ukey for j in need_scores], H)  # type: ignore[union-attr]
-                pools = self._candidates_many([prep[j] for j in need_scores], S)  # type: ignore[misc]
+                preps = [prep[j] for j in need_scores]
+                cols = self._popular_cols if self._pool_only(preps) else None  # type: ignore[arg-type]
+                if cols is not None:  # the model scores the popular pool's columns alone
+                    S = self.model.score_history(H, items=cols)
+                    S = np.asarray(S, np.float64)
+                    if not np.isfinite(S).all():
+                        S = np.nan_to_num(S, nan=0.0, posinf=0.0, neginf=0.0)
+                else:
+                    S = self.base_scores_many([p.hist for p in preps],  # type: ignore[union-attr]
+                                              [p.ukey for p in preps], H)  # type: ignore[union-attr]
+                pools = self._candidates_many(preps, S, cols)  # type: ignore[arg-type]
                 for r, j in enumerate(need_scores):
                     p, c = prep[j], pools[r]
                     assert p is not None
@@ -619,7 +629,8 @@ class Engine:
                         out[j] = c
                         prep[j] = None
                     else:
-                        p.cand, p.base = c, S[r][c]
+                        p.cand = c
+                        p.base = S[r][c] if cols is None else S[r][np.searchsorted(cols, c)]
             # 3. the policy, once per group of requests with the same shapes
             groups: dict[tuple[int, int, int], list[int]] = {}
             for j, p in enumerate(prep):
@@ -736,12 +747,23 @@ class Engine:
         order = np.argsort(found[0])
         return found[0][order], found[1][order]
 
-    def _candidates_many(self, preps: Sequence[_Prepared], S: np.ndarray
-                         ) -> list[np.ndarray | ServiceError]:
+    def _pool_only(self, preps: Sequence[_Prepared]) -> bool:
+        """Whether every one of these requests takes its candidates from the popular pool
+        (a large catalog, no items added since training, no named candidates, fewer items
+        blocked than would leave ``pool_size``), so that the model need score only the pool."""
+        if self._popular_cols is None or self.n_items != self.n_model or not self._can_score_history:
+            return False
+        free = self.n_model - int(self._deleted.sum()) - self.config.pool_size
+        return all(p.call.candidates is None and len(p.hist) + len(p.call.exclude or ()) < free
+                   for p in preps)
+
+    def _candidates_many(self, preps: Sequence[_Prepared], S: np.ndarray,
+                         cols: np.ndarray | None = None) -> list[np.ndarray | ServiceError]:
         """Each request's candidate pool (sorted internal ids) from its row of ``S``: the
         items it names, or the best ``pool_size`` of the items it may be shown (by base score,
         ties by the user's tie keys) plus the freshest API items; the rows that rank the whole
-        catalog share one partition."""
+        catalog share one partition. ``cols``: the item ids of ``S``'s columns when the model
+        scored only the popular pool (:meth:`_pool_only` holds for every request)."""
         limit = self.n_model if self._uses_model_items_only else self.n_items
         pool = self.config.pool_size
         deleted = np.flatnonzero(self._deleted[:limit])
@@ -774,9 +796,12 @@ class Engine:
                 popular.append((r, block))
             else:
                 scan.append((r, block))
+        if cols is not None and len(popular) != len(preps):
+            raise RuntimeError("scores of the popular pool only, for a request that needs more")
         if popular:
             for (r, _), c in zip(popular, self._popular_candidates_many(
-                    S, popular, fresh, [preps[r].tie_user for r, _ in popular], limit), strict=True):
+                    S, popular, fresh, [preps[r].tie_user for r, _ in popular], limit, cols),
+                    strict=True):
                 out[r] = c
         if scan:
             # one partition for every row that ranks the whole catalog (ties by tie keys)
@@ -806,13 +831,17 @@ class Engine:
         return np.asarray(out, np.int64)
 
     def _popular_candidates_many(self, S: np.ndarray, rows: Sequence[tuple[int, np.ndarray]],
-                                 fresh: np.ndarray, tie_users: Sequence[int], limit: int
-                                 ) -> list[np.ndarray]:
+                                 fresh: np.ndarray, tie_users: Sequence[int], limit: int,
+                                 cols: np.ndarray | None = None) -> list[np.ndarray]:
         """Large catalog: for each (row of ``S``, blocked ids), the best ``pool_size`` of the
         precomputed popular pool (+ fresh items) it may be shown, sorted; one partition for
-        the rows that need one (ties by each user's keys on the items' own ids)."""
+        the rows that need one (ties by each user's keys on the items' own ids). ``cols``:
+        ``S`` holds the pool's columns only, these item ids (no fresh items then)."""
         assert self._popular is not None
-        src = self._popular if not len(fresh) else np.union1d(self._popular, fresh)
+        if cols is not None:
+            src = cols
+        else:
+            src = self._popular if not len(fresh) else np.union1d(self._popular, fresh)
         pool = self.config.pool_size
         out: list[np.ndarray | None] = [None] * len(rows)
         blocked = np.zeros((len(rows), len(src)), bool)
@@ -829,7 +858,8 @@ class Engine:
         if part:
             # blocked items below every score the model gives (its -inf and NaN, which rank
             # as -inf, become the lowest finite float: below every other item, tied as before)
-            Sb = np.asarray(S[np.asarray([rows[i][0] for i in part])[:, None], src], np.float64)
+            which = np.asarray([rows[i][0] for i in part])
+            Sb = np.asarray(S[which] if cols is not None else S[which[:, None], src], np.float64)
             if not np.isfinite(Sb).all():  # base_scores_many's rows are finite already
                 low = np.finfo(np.float64).min
                 Sb = np.nan_to_num(Sb, nan=low, neginf=low)
