@@ -248,6 +248,31 @@ def test_sqlite_writers_take_turns_through_the_lock_file(tmp_path):
         s.close()
 
 
+def test_redis_pipelined_scripts_survive_a_flushed_script_cache(redis_server):
+    """Batches send bare EVALSHAs (no SCRIPT EXISTS round trip each); a server without the
+    scripts (restarted, flushed) gets them loaded and the batch again, written once."""
+    import redis
+
+    s = RedisStore(redis_server.url, prefix=f"noscript-{uuid.uuid4().hex[:8]}")
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        s.add_interactions([Interaction("u1", "a", "click", 1.0, 1.0)])
+        admin.script_flush()
+        evs = [event("u1"), event("u2")]
+        s.log_ranks(evs)
+        assert [s.get_event(e.event_id) for e in evs] == evs
+        admin.script_flush()
+        heads, hists = s.heads_and_histories(["u1", "u2"])
+        assert [h[0] for h in hists] == [["a"], []] and heads.rewards_seq == 0
+        admin.script_flush()
+        got = s.add_rewards([(evs[0], 0, 1.0, 2.0), (evs[1], 1, 0.0, 2.0)])
+        assert [r.status for r in got] == ["recorded", "recorded"]
+        assert len(s.rewards_for_event(evs[0].event_id)) == 1 and s.heads().rewards_seq == 2
+    finally:
+        admin.close()
+        s.close()
+
+
 def test_redis_runs_with_fsync_always(redis_server):
     s = RedisStore(redis_server.url, prefix="dur")
     d = s.durability()

@@ -216,6 +216,34 @@ class RedisStore(RedisQueries):
         except self._redis_error as e:
             raise StoreError(f"Redis store {self.describe()}: {e}") from e
 
+    def _scripts_pipelined(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+                           transaction: bool = False, before: Sequence[tuple[str, ...]] = ()
+                           ) -> list[Any]:
+        """Plain commands ``before`` (name, *args), then ``calls`` (script name, args), in one
+        round trip; their replies in order.
+
+        The scripts go as bare ``EVALSHA`` s: redis-py's pipelined scripts cost a ``SCRIPT
+        EXISTS`` round trip before every pipeline. A server that lost them (restarted without
+        its script cache) answers ``NOSCRIPT`` for each, none of them runs, and the pipeline
+        is sent again once they are loaded. Each script here may run twice without harm
+        anyway (a slate is logged under its id, a reward applies once)."""
+        from redis.exceptions import NoScriptError
+
+        for attempt in range(2):
+            pipe = self._r.pipeline(transaction=transaction)
+            for name, *args in before:
+                pipe.execute_command(name, *args)
+            for name, args in calls:
+                pipe.evalsha(self._scripts[name].sha, 0, *args)
+            try:
+                return pipe.execute()  # type: ignore[no-any-return]
+            except NoScriptError:
+                if attempt:
+                    raise
+                for name in {n for n, _ in calls}:
+                    self._r.script_load(self._scripts[name].script)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def ping(self) -> None:
         try:
             self._r.ping()
@@ -248,11 +276,8 @@ class RedisStore(RedisQueries):
             self.log_rank(events[0])
             return
         try:
-            pipe = self._r.pipeline(transaction=True)
-            for e in events:
-                self._scripts["log_rank"](args=[self.prefix, e.event_id, e.user, e.to_json(), repr(e.ts)],
-                                          client=pipe)
-            pipe.execute()
+            self._scripts_pipelined([("log_rank", [self.prefix, e.event_id, e.user, e.to_json(), repr(e.ts)])
+                                     for e in events], transaction=True)
         except self._redis_error as err:
             raise StoreError(f"Redis store {self.describe()}: {err}") from err
 
@@ -303,12 +328,8 @@ class RedisStore(RedisQueries):
         if len(args) == 1:
             replies = [self._call("add_reward", *args[0][1:])]
         else:
-            script = self._scripts["add_reward"]
             try:
-                pipe = self._r.pipeline(transaction=False)
-                for a in args:
-                    script(args=a, client=pipe)
-                replies = pipe.execute()
+                replies = self._scripts_pipelined([("add_reward", a) for a in args])
             except self._redis_error as e:
                 raise StoreError(f"Redis store {self.describe()}: {e}") from e
         fault("reward.after_commit")
@@ -378,12 +399,8 @@ class RedisStore(RedisQueries):
                   ) -> list[tuple[list[str], int]]:
         """:meth:`history` of each user: the scripts pipelined in one round trip."""
         n = str(limit if limit is not None and limit > 0 else 0)
-        script = self._scripts["history"]
         try:
-            pipe = self._r.pipeline(transaction=False)
-            for u in users:
-                script(args=[self.prefix, u, "", n], client=pipe)
-            replies = pipe.execute()
+            replies = self._scripts_pipelined([("history", [self.prefix, u, "", n]) for u in users])
         except self._redis_error as e:
             raise StoreError(f"Redis store {self.describe()}: {e}") from e
         return [_history_reply(r, limit) for r in replies]
@@ -392,13 +409,10 @@ class RedisStore(RedisQueries):
                             ) -> tuple[Heads, list[tuple[list[str], int]]]:
         """:meth:`heads` and :meth:`histories` pipelined in one round trip."""
         n = str(limit if limit is not None and limit > 0 else 0)
-        script = self._scripts["history"]
         try:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.mget(self._k("epoch"), self._k("seq", "it"), self._k("seq", "rw"))
-            for u in users:
-                script(args=[self.prefix, u, "", n], client=pipe)
-            replies = pipe.execute()
+            replies = self._scripts_pipelined(
+                [("history", [self.prefix, u, "", n]) for u in users],
+                before=[("MGET", self._k("epoch"), self._k("seq", "it"), self._k("seq", "rw"))])
         except self._redis_error as e:
             raise StoreError(f"Redis store {self.describe()}: {e}") from e
         epoch, items_seq, rw = replies[0]
