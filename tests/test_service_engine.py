@@ -104,6 +104,8 @@ def test_restart_resumes_exactly(learning_art, make_store):
 
 
 def test_processes_see_each_others_rewards(linucb_art, make_store):
+    from explorec.serve.engine import RankCall, RewardCall
+
     a, b = Engine(linucb_art, make_store()), Engine(linucb_art, make_store())
     out = a.rank("u3", 4)
     b.reward(out.event_id, 1.0, position=1)
@@ -111,6 +113,17 @@ def test_processes_see_each_others_rewards(linucb_art, make_store):
         a.reward(out.event_id, 0.0, position=1)
     a.sync()
     assert a.applied.n == b.applied.n == 1
+    assert same_state(a.policy.get_state(), b.policy.get_state())
+    # several slates served by b after logged interactions: a recomputes what each saw
+    # (histories up to each slate's sequence, in one read) and learns as b did
+    a.add_events([Interaction("u4", "i1", "click"), Interaction("new-9", "i2", "click")])
+    served = b.serve_ranks([RankCall(u, 4) for u in ("u4", "new-9", "u5")])
+    b.add_events([Interaction("u4", "i3", "click")])  # after the slate: not part of what it saw
+    got = a.rewards([RewardCall(ev.event_id, 1.0, None, n % 4) for n, (_, ev) in enumerate(served)])
+    assert all(not isinstance(g, Exception) for g in got)
+    assert [ev.history_seq > 0 for _, ev in served] == [True, True, False]
+    b.sync()
+    assert a.applied.n == b.applied.n == 4
     assert same_state(a.policy.get_state(), b.policy.get_state())
 
 

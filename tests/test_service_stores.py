@@ -177,6 +177,13 @@ def test_heads_and_histories_read_together(store):
     assert hists == store.histories(["hh", "zz", "nobody"], limit=5)
     assert hists[0][0] == ["b", "c"] and hists[2] == ([], 0)
     assert store.heads_and_histories([])[1] == []
+    # each user up to a sequence of their own
+    upto = [hists[0][1] - 1, None, 5]
+    assert store.histories(["hh", "zz", "nobody"], limit=5, upto=upto) == [
+        store.history(u, upto_seq=s, limit=5) for u, s in zip(["hh", "zz", "nobody"], upto, strict=True)]
+    assert store.histories(["hh"], upto=[hists[0][1] - 1])[0][0] == ["b"]
+    with pytest.raises(ValueError, match="2 upto bounds for 1 users"):
+        store.histories(["hh"], upto=[1, 2])
 
 
 def test_sqlite_durability_settings_and_erasure_on_disk(tmp_path):

@@ -297,8 +297,10 @@ class BaseRecommender(ABC):
 
     def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
         """:meth:`score_history`'s columns ``items`` (valid ids). Every model scores the whole
-        catalog and keeps those columns; a model whose score of an item needs nothing of the
-        other items' overrides this to compute only them."""
+        catalog and keeps those columns; a model whose scores of a few items cost less than
+        the whole catalog's overrides this (pop, factor models: a gather of the items'
+        vectors; not EASE, where cutting the dense item-item matrix to the columns copies more
+        than the product with a sparse history reads)."""
         return np.asarray(self._score_history(history))[:, items]
 
     def item_popularity(self) -> np.ndarray:

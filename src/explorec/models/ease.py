@@ -101,10 +101,6 @@ class EASE(BaseRecommender):
         assert self.weights_ is not None
         return np.asarray(history @ self.weights_)
 
-    def _score_history_items(self, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
-        assert self.weights_ is not None
-        return np.asarray(history @ self.weights_[:, items])
-
     def _contributions(self, user: int, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         assert self.weights_ is not None
         return self.weights_[np.ix_(history, items)].T.astype(np.float64)

@@ -951,11 +951,12 @@ class Engine:
         if not need or self.store is None:
             return {}
         fetched = self.store.get_events(need)
+        evs = [fetched[eid] for eid in need if eid in fetched]
+        served = dict(zip((e.event_id for e in evs), self.reconstruct(evs), strict=True))
         out: dict[str, tuple[RankEvent, _Served] | None] = {}
         for eid in need:
-            ev = fetched.get(eid)
-            served = self._reconstruct(ev) if ev is not None else None
-            out[eid] = (ev, served) if ev is not None and served is not None else None
+            s = served.get(eid)
+            out[eid] = (fetched[eid], s) if s is not None else None
         return out
 
     def _apply_rewards(self, recs: Sequence[RewardRecord],
@@ -1037,19 +1038,43 @@ class Engine:
             self.applied.since_snapshot += done
         self.applied.last_ms = (time.perf_counter() - t0) * 1000
 
-    def _reconstruct(self, ev: RankEvent) -> _Served | None:
-        """Recompute what the rank saw (candidates, history, base scores) from the log."""
-        cand = np.asarray([self.index.get(c, -1) for c in ev.candidates], np.int64)
-        if (cand < 0).any():
-            return None  # served from another catalog (before a swap): not learnable here
-        items: list[str] = []
-        if self.store is not None and ev.history_seq > 0:
-            items, _ = self.store.history(ev.user, upto_seq=ev.history_seq, limit=self.config.max_history)
-        hist, ukey = self._history_idx(ev.user, items)
-        base = self.base_scores(hist, ukey)[cand]
-        feats = (ev.context or {}).get("features")
-        ctx = None if feats is None else np.asarray(feats, np.float64)[None, :]
-        return _Served(cand, hist, base, ukey, ctx, policy_user(ev.user, ukey))
+    def reconstruct(self, events: Sequence[RankEvent]) -> list[_Served | None]:
+        """Recompute what each logged rank saw (candidates, history, base scores) from the
+        log: None for an event served from another catalog (before a swap). One store read
+        for the histories, one model call for the scores (the candidates' columns only where
+        the model can: a large catalog is not scored whole per reward)."""
+        index = self.index
+        cands: list[np.ndarray | None] = []
+        for ev in events:
+            cand = np.fromiter((index.get(c, -1) for c in ev.candidates), np.int64, len(ev.candidates))
+            cands.append(None if (cand < 0).any() else cand)
+        ok = [j for j, c in enumerate(cands) if c is not None]
+        out: list[_Served | None] = [None] * len(events)
+        if not ok:
+            return out
+        logged = [j for j in ok if events[j].history_seq > 0]
+        items: dict[int, list[str]] = {}
+        if self.store is not None and logged:
+            read = self.store.histories([events[j].user for j in logged], limit=self.config.max_history,
+                                        upto=[events[j].history_seq for j in logged])
+            items = {j: h[0] for j, h in zip(logged, read, strict=True)}
+        keyed = [self._history_idx(events[j].user, items.get(j, [])) for j in ok]
+        hists = [h for h, _ in keyed]
+        if self.n_items == self.n_model and self._can_score_history:
+            cols = np.unique(np.concatenate([cands[j] for j in ok]))  # type: ignore[misc]
+            S = np.asarray(self.model.score_history(_rows(hists, self.n_model), items=cols), np.float64)
+            if not np.isfinite(S).all():
+                S = np.nan_to_num(S, nan=0.0, posinf=0.0, neginf=0.0)
+            bases = [S[r][np.searchsorted(cols, cands[j])] for r, j in enumerate(ok)]
+        else:
+            S = self.base_scores_many(hists, [u for _, u in keyed])
+            bases = [S[r][cands[j]] for r, j in enumerate(ok)]
+        for r, j in enumerate(ok):
+            ev, (hist, ukey) = events[j], keyed[r]
+            feats = (ev.context or {}).get("features")
+            ctx = None if feats is None else np.asarray(feats, np.float64)[None, :]
+            out[j] = _Served(cands[j], hist, bases[r], ukey, ctx, policy_user(ev.user, ukey))  # type: ignore[arg-type]
+        return out
 
     def replay_log(self, store: Store) -> int:
         """Learn from every reward in ``store`` in order (warm start of a retrained artifact)."""

@@ -177,8 +177,8 @@ def collect_log(store: Store, art: ServiceArtifact, *, events: Iterable[RankEven
     for k, evs in sorted(by_k.items()):
         for s in range(0, len(evs), batch):
             part = []
-            for ev in evs[s:s + batch]:
-                served = eng._reconstruct(ev)
+            chunk = evs[s:s + batch]
+            for ev, served in zip(chunk, eng.reconstruct(chunk), strict=True):
                 if served is None or len(served.cand) < k:
                     skipped += 1
                     continue

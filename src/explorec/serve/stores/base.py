@@ -86,6 +86,16 @@ def _vec_from(b: bytes | None) -> np.ndarray | None:
     return None if not b else np.frombuffer(b, dtype="<f4").copy()
 
 
+def upto_bounds(users: Sequence[str], upto: Sequence[int | None] | None) -> list[int | None]:
+    """``histories``' per-user bounds, checked: one per user (None: no bound)."""
+    if upto is None:
+        return [None] * len(users)
+    bounds = list(upto)
+    if len(bounds) != len(users):
+        raise ValueError(f"histories: {len(bounds)} upto bounds for {len(users)} users")
+    return bounds
+
+
 def redact_url(url: str) -> str:
     """The store URL with any password replaced by ``***`` (safe to log)."""
     parts = urlsplit(url)
@@ -136,9 +146,10 @@ class Store(LogQueries, Protocol):
     def add_interactions(self, rows: Sequence[Interaction]) -> int: ...
     def history(self, user: str, upto_seq: int | None = None, limit: int | None = None
                 ) -> tuple[list[str], int]: ...
-    def histories(self, users: Sequence[str], limit: int | None = None
-                  ) -> list[tuple[list[str], int]]:
-        """:meth:`history` of each user (one snapshot, one round trip where the store can)."""
+    def histories(self, users: Sequence[str], limit: int | None = None,
+                  upto: Sequence[int | None] | None = None) -> list[tuple[list[str], int]]:
+        """:meth:`history` of each user (one snapshot, one round trip where the store can);
+        ``upto``: each user's ``upto_seq`` (the same length as ``users``)."""
         ...
     def heads_and_histories(self, users: Sequence[str], limit: int | None = None
                             ) -> tuple[Heads, list[tuple[list[str], int]]]:

@@ -20,6 +20,7 @@ from explorec.serve.stores.base import (
     arrays_to_bytes,
     redact_url,
     translate_errors,
+    upto_bounds,
 )
 from explorec.serve.stores.records import (
     Heads,
@@ -395,12 +396,15 @@ class RedisStore(RedisQueries):
         res = self._call("history", user, "" if upto_seq is None else str(int(upto_seq)), str(n))
         return _history_reply(res, limit)
 
-    def histories(self, users: Sequence[str], limit: int | None = None
-                  ) -> list[tuple[list[str], int]]:
-        """:meth:`history` of each user: the scripts pipelined in one round trip."""
+    def histories(self, users: Sequence[str], limit: int | None = None,
+                  upto: Sequence[int | None] | None = None) -> list[tuple[list[str], int]]:
+        """:meth:`history` of each user (up to ``upto[i]``): the scripts pipelined in one
+        round trip."""
         n = str(limit if limit is not None and limit > 0 else 0)
+        bounds = ["" if b is None else str(int(b)) for b in upto_bounds(users, upto)]
         try:
-            replies = self._scripts_pipelined([("history", [self.prefix, u, "", n]) for u in users])
+            replies = self._scripts_pipelined([("history", [self.prefix, u, b, n])
+                                               for u, b in zip(users, bounds, strict=True)])
         except self._redis_error as e:
             raise StoreError(f"Redis store {self.describe()}: {e}") from e
         return [_history_reply(r, limit) for r in replies]

@@ -29,6 +29,7 @@ from explorec.serve.stores.base import (
     arrays_from_bytes,
     arrays_to_bytes,
     translate_errors,
+    upto_bounds,
 )
 from explorec.serve.stores.records import (
     Heads,
@@ -368,15 +369,16 @@ class SQLiteStore(SQLiteQueries):
             items = items[-limit:]  # the slice semantics of a non-positive limit
         return items, int(seq or 0)
 
-    def histories(self, users: Sequence[str], limit: int | None = None
-                  ) -> list[tuple[list[str], int]]:
-        """:meth:`history` of each user, all read in one snapshot."""
+    def histories(self, users: Sequence[str], limit: int | None = None,
+                  upto: Sequence[int | None] | None = None) -> list[tuple[list[str], int]]:
+        """:meth:`history` of each user (up to ``upto[i]``), all read in one snapshot."""
+        bounds = upto_bounds(users, upto)
         c = self._r()
         own_tx = not c.in_transaction
         if own_tx:
             c.execute("BEGIN")
         try:
-            return [self.history(u, limit=limit) for u in users]
+            return [self.history(u, upto_seq=b, limit=limit) for u, b in zip(users, bounds, strict=True)]
         finally:
             if own_tx:
                 c.execute("COMMIT")
