@@ -25,8 +25,11 @@ import numpy as np
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# the repository's src after any PYTHONPATH entries: a side-by-side run points PYTHONPATH at
+# another checkout's src, and that code must be the one measured
+sys.path.insert(2 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+                str(ROOT / "src"))
 
 from explorec._io import atomic_write_json, atomic_write_text  # noqa: E402
 from explorec.serve.artifact import load_service_artifact  # noqa: E402

@@ -27,8 +27,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# the repository's src after any PYTHONPATH entries: a side-by-side run points PYTHONPATH at
+# another checkout's src, and that code must be the one measured
+sys.path.insert(2 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+                str(ROOT / "src"))
 
 #: ranking and store: any frame of the sample; web and batching: the innermost such frame
 PARTS = [
