@@ -64,6 +64,17 @@ def part_of(stack: str) -> str:
     return "other"
 
 
+def _is_worker(p: object) -> bool:
+    """A uvicorn worker of the server (not a helper process, nor one already exited)."""
+    import psutil
+
+    try:
+        cmd = " ".join(p.cmdline())  # type: ignore[attr-defined]
+    except psutil.Error:  # gone, or a zombie not yet reaped
+        return False
+    return "explorec" in cmd or "spawn" in cmd
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--catalog", default="ml-100k", choices=("ml-100k", "synthetic-100k"))
@@ -98,7 +109,7 @@ def main() -> int:
         sl._run(sl._load(srv.url, 2.0, args.concurrency, users, True, 2020))  # warm up
         sl._settle(srv.proc.pid)
         workers = [p.pid for p in psutil.Process(srv.proc.pid).children(recursive=True)
-                   if "explorec" in " ".join(p.cmdline()) or "spawn" in " ".join(p.cmdline())]
+                   if _is_worker(p)]
         outs = [case / f"spy-{pid}.txt" for pid in workers]
         spies = [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.duration) + 1),
                                    "-r", "200", "-f", "raw", "-o", str(o), "--nonblocking", "--gil"],
@@ -124,6 +135,7 @@ def main() -> int:
                     "site-packages/")[-1].split("/src/")[-1] + ")"] += int(n)
     finally:
         srv.stop()
+    shutil.rmtree(case, ignore_errors=True)  # the case's SQLite store
     total = sum(counts.values())
     if not total:
         print("error: py-spy recorded no samples (is ptrace allowed here?)", file=sys.stderr)

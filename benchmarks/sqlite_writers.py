@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -85,6 +86,7 @@ def run_mode(lock: bool, processes: int, rate: float, batch: int, seconds: float
         p.join()
         if p.exitcode != 0:
             raise SystemExit(f"a writer process exited with {p.exitcode}")
+    shutil.rmtree(d, ignore_errors=True)
     return {"writer_lock": lock, "writes": len(lat),
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p99_ms": round(float(np.percentile(lat, 99)), 3),
